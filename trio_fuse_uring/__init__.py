@@ -1,0 +1,94 @@
+"""trio-fuse-uring: Linux FUSE filesystems as async trio handlers.
+
+Write a subclass of :class:`Operations`, then either call :func:`run` (one call, its own
+trio loop) or use ``async with mount(ops, path) as m:`` inside any trio program. Requests
+travel over FUSE-over-io-uring when the kernel allows it, else over /dev/fuse.
+
+Implementation modules are private (``_name``); everything public is re-exported here.
+"""
+
+from ._abi import ROOT_ID as ROOT_INODE
+from ._devfuse import ConnectionGone as ConnectionGone
+from ._mountlib import MountError as MountError
+from ._options import OptionError as OptionError
+from ._options import Options as Options
+from ._protocol import ProtocolError as ProtocolError
+from ._session import Mount as Mount
+from ._session import mount as mount
+from ._session import run as run
+from ._session import serve as serve
+from ._uring_support import UringUnavailable as UringUnavailable
+from .ops import (
+    DirEntry as DirEntry,
+)
+from .ops import (
+    EntryAttributes as EntryAttributes,
+)
+from .ops import (
+    FileInfo as FileInfo,
+)
+from .ops import (
+    FUSEError as FUSEError,
+)
+from .ops import (
+    InitInfo as InitInfo,
+)
+from .ops import (
+    Lock as Lock,
+)
+from .ops import (
+    Operations as Operations,
+)
+from .ops import (
+    RequestContext as RequestContext,
+)
+from .ops import (
+    SetattrFields as SetattrFields,
+)
+from .ops import (
+    StatvfsData as StatvfsData,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # running a filesystem
+    "Mount",
+    "Options",
+    "mount",
+    "run",
+    "serve",
+    # writing one
+    "ROOT_INODE",
+    "DirEntry",
+    "EntryAttributes",
+    "FileInfo",
+    "InitInfo",
+    "Lock",
+    "Operations",
+    "RequestContext",
+    "SetattrFields",
+    "StatvfsData",
+    # errors
+    "ConnectionGone",
+    "FUSEError",
+    "MountError",
+    "OptionError",
+    "ProtocolError",
+    "UringUnavailable",
+]
+
+
+def _fixup_module_metadata() -> None:
+    # Tracebacks and reprs say trio_fuse_uring.FUSEError, not ...ops._types.FUSEError.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("trio_fuse_uring."):
+            try:
+                obj.__module__ = "trio_fuse_uring"
+            except (AttributeError, TypeError):
+                pass
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -1,0 +1,278 @@
+"""Mounting and unmounting: mount(2) as root, fusermount3 otherwise.
+
+Some facts this module relies on:
+
+- A FUSE mount is created by opening ``/dev/fuse`` and passing the fd in the mount data
+  (``fd=N,rootmode=40000,user_id=U,group_id=G``). mount(2) returns at once; the kernel
+  then queues INIT on the fd.
+- Unprivileged users cannot call mount(2): the setuid helper ``fusermount3`` (Debian
+  package fuse3) opens /dev/fuse, mounts, and passes the fd back over the socket named
+  by ``_FUSE_COMMFD`` (SCM_RIGHTS). With ``auto_unmount`` it stays alive and unmounts
+  when that socket closes, i.e. when the daemon dies.
+- Generic options (``ro``, ``noatime``...) are mount flags, not FUSE data: the kernel's
+  FUSE option parser rejects them in the data string.
+- umount2 may make the kernel send requests (flushing dirty data), so it must never run
+  on the thread that serves the mount.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass
+
+from ._options import Options, fs_type
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+_FLAG_OPTIONS = {
+    "ro": MS_RDONLY,
+    "rw": 0,
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "exec": 0,
+    "suid": 0,
+    "dev": 0,
+    "sync": MS_SYNCHRONOUS,
+    "async": 0,
+    "dirsync": MS_DIRSYNC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+class MountError(OSError):
+    """Mounting failed; the message says why and what to try."""
+
+
+def _fusermount() -> str | None:
+    return shutil.which("fusermount3")
+
+
+@dataclass
+class MountHandle:
+    """What a successful mount leaves behind for unmounting."""
+
+    mountpoint: str
+    fd: int
+    via_fusermount: bool
+    #: fusermount3's socket, kept open for auto_unmount (closing it unmounts).
+    commsock: socket.socket | None = None
+    helper: subprocess.Popen[bytes] | None = None
+
+
+def open_dev_fuse() -> int:
+    try:
+        return os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise MountError(
+            errno.ENODEV, "/dev/fuse does not exist: load the module (modprobe fuse)"
+        ) from None
+    except PermissionError:
+        raise MountError(
+            errno.EACCES,
+            "cannot open /dev/fuse: it is not accessible to this user "
+            "(distributions ship it mode 0666; as root: chmod 666 /dev/fuse)",
+        ) from None
+
+
+def check_mountpoint(mountpoint: str) -> str:
+    path = os.path.abspath(mountpoint)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MountError(errno.ENOENT, f"mountpoint {path} does not exist: create it first") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise MountError(
+                errno.ENOTCONN,
+                f"{path} is a dead FUSE mount (its daemon died): clear it with "
+                f"`fusermount3 -u {path}` or `umount -l {path}`",
+            ) from None
+        raise
+    if not stat.S_ISDIR(st.st_mode):
+        raise MountError(errno.ENOTDIR, f"mountpoint {path} is not a directory")
+    return path
+
+
+def mount(mountpoint: str, options: Options) -> MountHandle:
+    """Mount a FUSE filesystem at ``mountpoint``; returns the /dev/fuse fd's owner.
+
+    Root uses mount(2) directly (unless ``auto_unmount`` needs fusermount3's watcher);
+    other users go through fusermount3.
+    """
+    path = check_mountpoint(mountpoint)
+    if os.geteuid() == 0 and not options.auto_unmount:
+        return _mount_direct(path, options)
+    return _mount_fusermount(path, options)
+
+
+def _split_flags(options: Options) -> tuple[int, list[str]]:
+    flags = MS_NOSUID | MS_NODEV
+    if options.read_only:
+        flags |= MS_RDONLY
+    data: list[str] = []
+    for opt in options.extra:
+        if opt in _FLAG_OPTIONS:
+            flags |= _FLAG_OPTIONS[opt]
+        else:
+            data.append(opt)
+    return flags, data
+
+
+def _mount_direct(path: str, options: Options) -> MountHandle:
+    fd = open_dev_fuse()
+    try:
+        flags, data = _split_flags(options)
+        kopts = [
+            f"fd={fd}", "rootmode=40000", f"user_id={os.geteuid()}", f"group_id={os.getegid()}"
+        ]
+        if options.default_permissions:
+            kopts.append("default_permissions")
+        if options.allow_other:
+            kopts.append("allow_other")
+        kopts += data
+        rc = _libc.mount(
+            options.fsname.encode(), path.encode(), fs_type(options).encode(), flags,
+            ",".join(kopts).encode(),
+        )  # fmt: skip
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise MountError(err, f"mount(2) of {path} failed: {os.strerror(err)}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return MountHandle(path, fd, via_fusermount=False)
+
+
+def _mount_fusermount(path: str, options: Options) -> MountHandle:
+    helper = _fusermount()
+    if helper is None:
+        raise MountError(
+            errno.EPERM,
+            "mounting as a non-root user needs fusermount3: apt-get install fuse3",
+        )
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    env = dict(os.environ, _FUSE_COMMFD=str(theirs.fileno()))
+    flags, data = _split_flags(options)
+    fm_opts = options.fusermount_options()
+    for name, bit in _FLAG_OPTIONS.items():
+        if bit and flags & bit and name not in ("nosuid", "nodev", "ro"):
+            fm_opts += "," + name
+    cmd = [helper, "-o", fm_opts, "--", path]
+    try:
+        proc = subprocess.Popen(
+            cmd, env=env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        theirs.close()
+    try:
+        msg, fds, _flags, _addr = socket.recv_fds(ours, 1, 1)
+    except OSError:
+        fds = []
+    if not fds:
+        _, err = proc.communicate(timeout=10)
+        ours.close()
+        raise MountError(
+            errno.EPERM, f"fusermount3 could not mount {path}: {err.decode(errors='replace').strip()}"
+        )
+    fd = fds[0]
+    os.set_blocking(fd, False)
+    if options.auto_unmount:
+        # fusermount3 keeps watching our end of the socket; closing it unmounts.
+        return MountHandle(path, fd, True, commsock=ours, helper=proc)
+    proc.wait(timeout=10)
+    ours.close()
+    return MountHandle(path, fd, via_fusermount=True)
+
+
+def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
+    """Unmount; returns 0 or an errno (EBUSY: files are open; EINVAL: not mounted)."""
+    if not handle.via_fusermount and os.geteuid() == 0:
+        rc = _libc.umount2(handle.mountpoint.encode(), (MNT_DETACH if lazy else 0) | UMOUNT_NOFOLLOW)
+        return ctypes.get_errno() if rc != 0 else 0
+    helper = _fusermount()
+    if helper is None:
+        return errno.ENOENT
+    cmd = [helper, "-u", "-q"] + (["-z"] if lazy else []) + ["--", handle.mountpoint]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if proc.returncode == 0:
+        return 0
+    err = proc.stderr.decode(errors="replace")
+    if "not mounted" in err or "not found in" in err:
+        return errno.EINVAL
+    return errno.EBUSY if "busy" in err.lower() else errno.EIO
+
+
+def release_helper(handle: MountHandle) -> None:
+    """Close the auto_unmount socket and reap fusermount3 (after the unmount)."""
+    if handle.commsock is not None:
+        handle.commsock.close()
+        handle.commsock = None
+    if handle.helper is not None:
+        try:
+            handle.helper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            handle.helper.kill()
+            handle.helper.wait()
+        handle.helper = None
+
+
+def connection_id(mountpoint: str) -> int | None:
+    """The fusectl connection number of a mount (its device minor), or None."""
+    try:
+        return os.minor(os.stat(mountpoint).st_dev)
+    except OSError:
+        return None
+
+
+def abort_connection(conn: int) -> bool:
+    """Abort a connection through fusectl (root only): every waiter gets ENOTCONN."""
+    try:
+        with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
+            f.write("1")
+    except OSError:
+        return False
+    return True
+
+
+def is_mountpoint(path: str) -> bool:
+    """True if ``path`` appears in /proc/self/mountinfo (works even for dead mounts)."""
+    path = os.path.abspath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and _unescape(fields[4]) == path:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape") if "\\" in field else field

@@ -1,0 +1,157 @@
+"""Typed mount and connection options, validated before anything reaches the kernel."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+TransportChoice = Literal["auto", "uring", "devfuse"]
+
+
+class OptionError(ValueError):
+    """An option value cannot be passed safely to mount(2) or fusermount3.
+
+    Mount options travel as one comma-separated ``key=value`` string, so a value that
+    contains ``,``, ``=`` or a NUL could smuggle in other options. Such values are refused
+    rather than escaped; choose another value.
+    """
+
+
+def _safe(name: str, value: str) -> str:
+    if not value:
+        raise OptionError(f"mount option {name} must not be empty")
+    bad = [c for c in (",", "=", "\0", "\n") if c in value]
+    if bad:
+        raise OptionError(
+            f"mount option {name}={value!r} contains {bad[0]!r}, which would inject other "
+            f"mount options; use a value without ',', '=', newlines or NUL"
+        )
+    return value
+
+
+@dataclass(slots=True, kw_only=True)
+class Options:
+    """How to mount and how to talk to the kernel.
+
+    Mount options (what ``mount -o`` would take):
+        fsname: shown as the source in ``/proc/mounts`` and ``df``.
+        subtype: the filesystem type shown as ``fuse.<subtype>``.
+        allow_other: let users other than the mounting one access the mount (as
+            non-root, needs ``user_allow_other`` in /etc/fuse.conf). Off unless asked.
+        default_permissions: let the kernel check permissions from the mode bits (on by
+            default, as every multi-user filesystem should).
+        read_only: mount read-only.
+        extra: further ``name`` or ``name=value`` mount options, validated the same way
+            (generic ones such as ``noatime``, ``noexec`` or ``sync`` become mount flags).
+
+    Connection tuning (negotiated at INIT):
+        max_write: largest WRITE the kernel sends (bytes); also sizes ring buffers.
+        max_pages: largest READ in pages (the kernel's default is 32 = 128 KiB).
+        max_readahead: read-ahead window in bytes.
+        max_background / congestion_threshold: limits for background requests.
+        time_gran: timestamp granularity in ns the filesystem keeps (1 = nanoseconds).
+        writeback_cache: let the kernel cache writes (opt-in: it changes semantics).
+        posix_acl: let the kernel enforce POSIX ACLs stored in xattrs (opt-in).
+        entry_timeout / attr_timeout: defaults (seconds) for attributes whose own
+            timeouts are None.
+
+    Serving:
+        transport: "auto" (io-uring when it can be had, else /dev/fuse, saying why),
+            "uring" (fail if it cannot be had) or "devfuse".
+        debug: log every request and reply at DEBUG level.
+        poll_us: how long an idle transport keeps polling before it sleeps (µs); 0 never
+            polls. Bounded: an idle mount uses no CPU.
+        ring_depth: entries per io-uring queue.
+        auto_unmount: if the daemon dies, unmount for it (needs fusermount3).
+    """
+
+    fsname: str = "trio-fuse-uring"
+    subtype: str | None = None
+    allow_other: bool = False
+    default_permissions: bool = True
+    read_only: bool = False
+    extra: tuple[str, ...] = ()
+
+    max_write: int = 128 * 1024
+    max_pages: int = 32
+    max_readahead: int = 128 * 1024
+    max_background: int = 64
+    congestion_threshold: int = 48
+    time_gran: int = 1
+    writeback_cache: bool = False
+    posix_acl: bool = False
+    entry_timeout: float = 1.0
+    attr_timeout: float = 1.0
+
+    transport: TransportChoice = "auto"
+    debug: bool = False
+    poll_us: int = 50
+    ring_depth: int = 8
+    auto_unmount: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every value. Raises :class:`OptionError` (a ValueError) naming the option."""
+        _safe("fsname", self.fsname)
+        if self.subtype is not None:
+            _safe("subtype", self.subtype)
+        for opt in self.extra:
+            if not isinstance(opt, str):
+                raise OptionError(f"extra mount options must be str, not {type(opt).__name__}")
+            key, sep, value = opt.partition("=")
+            _safe("option name", key)
+            if sep:
+                _safe(key, value)
+        if self.transport not in ("auto", "uring", "devfuse"):
+            raise OptionError(f"transport must be 'auto', 'uring' or 'devfuse', not {self.transport!r}")
+        if not 4096 <= self.max_write <= 16 * 1024 * 1024:
+            raise OptionError("max_write must be between 4096 and 16 MiB")
+        if not 1 <= self.max_pages <= 65535:
+            raise OptionError("max_pages must be between 1 and 65535")
+        for name in ("max_readahead", "max_background", "congestion_threshold", "poll_us"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be >= 0")
+        if self.max_background > 65535 or self.congestion_threshold > 65535:
+            raise OptionError("max_background and congestion_threshold must fit in 16 bits")
+        if not 1 <= self.time_gran <= 1_000_000_000:
+            raise OptionError("time_gran must be between 1 and 10**9 ns")
+        if self.entry_timeout < 0 or self.attr_timeout < 0:
+            raise OptionError("entry_timeout and attr_timeout must be >= 0")
+        if not 1 <= self.ring_depth <= 4096:
+            raise OptionError("ring_depth must be between 1 and 4096")
+
+    def kernel_options(self, fd: int, rootmode: int, uid: int, gid: int) -> str:
+        """The data string for mount(2): fd, rootmode, ids, then the flags asked for."""
+        opts = [f"fd={fd}", f"rootmode={rootmode:o}", f"user_id={uid}", f"group_id={gid}"]
+        opts += self._common()
+        return ",".join(opts)
+
+    def fusermount_options(self) -> str:
+        """The ``-o`` string for fusermount3 (which adds fd, rootmode and ids itself)."""
+        opts = [f"fsname={self.fsname}", "nosuid", "nodev"]
+        if self.subtype:
+            opts.append(f"subtype={self.subtype}")
+        opts.append("ro" if self.read_only else "rw")
+        if self.auto_unmount:
+            opts.append("auto_unmount")
+        return ",".join(opts + self._common())
+
+    def _common(self) -> list[str]:
+        opts: list[str] = []
+        if self.default_permissions:
+            opts.append("default_permissions")
+        if self.allow_other:
+            opts.append("allow_other")
+        opts.extend(self.extra)
+        return opts
+
+
+def fs_type(options: Options) -> str:
+    return f"fuse.{options.subtype}" if options.subtype else "fuse"
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0

@@ -1,0 +1,462 @@
+"""A mounted filesystem's life: mount, INIT, choose a transport, serve, unmount.
+
+Everything a mount owns (tasks, ring threads, the /dev/fuse fd, the mount itself) is
+created inside :func:`mount` and released before it returns, whether the body ends
+normally, raises, or is cancelled. There is no global state: several mounts can share
+one process and one trio loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import math
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import trio
+
+from . import _mountlib
+from . import _protocol as P
+from ._abi import InitFlag
+from ._devfuse import ConnectionGone, DevFuseTransport, FdHolder, read_one, write_message
+from ._options import Options
+from ._uring_support import UringUnavailable, unavailable_reason
+from .ops._dispatch import Body, Dispatcher, capabilities
+from .ops._operations import Operations
+from .ops._types import FUSEError, InitInfo
+
+log = logging.getLogger("trio_fuse_uring")
+
+#: How long an unmount may take before the connection is aborted instead.
+UNMOUNT_TIMEOUT = 5.0
+
+_DEFAULT_WANT = (
+    InitFlag.ASYNC_READ
+    | InitFlag.PARALLEL_DIROPS
+    | InitFlag.DO_READDIRPLUS
+    | InitFlag.READDIRPLUS_AUTO
+    | InitFlag.ATOMIC_O_TRUNC
+    | InitFlag.EXPORT_SUPPORT
+    | InitFlag.BIG_WRITES
+    | InitFlag.HANDLE_KILLPRIV_V2
+    | InitFlag.SETXATTR_EXT
+    | InitFlag.CACHE_SYMLINKS
+    | InitFlag.EXPLICIT_INVAL_DATA
+    | InitFlag.INIT_EXT
+    | InitFlag.ASYNC_DIO
+    | InitFlag.HAS_EXPIRE_ONLY
+    | InitFlag.DONT_MASK
+)
+
+
+class _Transport(Protocol):
+    name: str
+
+    def reply(self, slot: Any, unique: int, error: int, body: Body) -> None: ...
+
+
+def init_flags_for(ops: Operations, options: Options, uring: bool) -> int:
+    """The INIT flags to ask for, from the options and the handlers ``ops`` implements."""
+    want = int(_DEFAULT_WANT)
+    caps = capabilities(ops)
+    if options.writeback_cache:
+        want |= InitFlag.WRITEBACK_CACHE
+    if options.posix_acl:
+        want |= InitFlag.POSIX_ACL
+    if "getlk" in caps and "setlk" in caps:
+        want |= InitFlag.POSIX_LOCKS
+    if "flock" in caps:
+        want |= InitFlag.FLOCK_LOCKS
+    if "open" not in caps:
+        want |= InitFlag.NO_OPEN_SUPPORT
+    if "opendir" not in caps:
+        want |= InitFlag.NO_OPENDIR_SUPPORT
+    if uring:
+        want |= InitFlag.OVER_IO_URING
+    return want
+
+
+class Mount:
+    """A mounted filesystem, as yielded by :func:`mount`.
+
+    Attributes:
+        mountpoint: absolute path of the mount.
+        transport: ``"uring"`` or ``"devfuse"``: what carries the requests.
+        transport_reason: why that transport was chosen.
+    """
+
+    def __init__(self, session: _Session) -> None:
+        self._s = session
+
+    def __repr__(self) -> str:
+        s = self._s
+        state = "unmounted" if s.finished.is_set() else "mounted"
+        return f"<trio_fuse_uring.Mount {s.mountpoint!r} {state} transport={s.transport_name}>"
+
+    @property
+    def mountpoint(self) -> str:
+        return self._s.mountpoint
+
+    @property
+    def transport(self) -> str:
+        return self._s.transport_name
+
+    @property
+    def transport_reason(self) -> str:
+        return self._s.transport_reason
+
+    @property
+    def options(self) -> Options:
+        return self._s.options
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: requests per transport, errors, blocked handlers, ring queues."""
+        return self._s.stats()
+
+    async def wait_unmounted(self) -> None:
+        """Wait until the filesystem is unmounted (by anyone) or the connection aborted."""
+        await self._s.finished.wait()
+
+    # ---- notifications (never block, safe inside handlers) --------------------------------
+
+    def invalidate_inode(self, inode: int, offset: int = 0, length: int = 0, *, attr_only: bool = False) -> None:
+        """Drop the kernel's cached attributes and data of ``inode``.
+
+        Data in [offset, offset+length) is dropped (``length`` 0: to the end); with
+        ``attr_only`` only the attributes are. Queued and sent by a background task: safe
+        to call from a handler (even one for the same inode) without deadlocking.
+        """
+        self._s.notifier.send(P.notify_inval_inode(inode, -1 if attr_only else offset, length))
+
+    def invalidate_entry(self, parent_inode: int, name: bytes, *, expire_only: bool = False) -> None:
+        """Drop the kernel's cached lookup of ``name`` in ``parent_inode``."""
+        self._s.notifier.send(P.notify_inval_entry(parent_inode, name, expire_only))
+
+    def notify_delete(self, parent_inode: int, inode: int, name: bytes) -> None:
+        """Tell the kernel that ``name`` (inode ``inode``) was removed from ``parent_inode``."""
+        self._s.notifier.send(P.notify_delete(parent_inode, inode, name))
+
+    def notify_store(self, inode: int, offset: int, data: bytes) -> None:
+        """Push ``data`` into the kernel's page cache of ``inode`` at ``offset``."""
+        self._s.notifier.send(P.notify_store(inode, offset, bytes(data)))
+
+    def notify_poll_wakeup(self, kh: int) -> None:
+        """Wake ``poll()`` waiters for the kernel handle ``kh`` given to ``Operations.poll``."""
+        self._s.notifier.send(P.notify_poll_wakeup(kh))
+
+    async def retrieve(self, inode: int, offset: int, size: int) -> bytes:
+        """Fetch what the kernel has cached of ``inode`` in [offset, offset+size).
+
+        Returns the bytes the kernel had (possibly fewer, or none). Raises
+        ``FUSEError(ENOENT)`` if the kernel does not know the inode.
+        """
+        return await self._s.retrieve(inode, offset, size)
+
+
+class _Notifier:
+    """Writes notifications to /dev/fuse from a worker thread, in order.
+
+    A notification can block inside the kernel until a request on the same inode is
+    answered (for example invalidating an inode while a write to it is in flight); if
+    the trio thread made that write, the reply could never be sent. So notifications
+    are queued (never blocking the caller) and written off the event loop.
+    """
+
+    def __init__(self, fd: FdHolder) -> None:
+        self.fd = fd
+        self._send, self._recv = trio.open_memory_channel[tuple[bytes, Any]](math.inf)
+        self.sent = 0
+
+    def send(self, msg: bytes, on_error: Any = None) -> None:
+        try:
+            self._send.send_nowait((msg, on_error))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise FUSEError(errno.ENOTCONN) from None
+
+    async def run(self) -> None:
+        async with self._recv:
+            async for msg, on_error in self._recv:
+                if self.fd.closed:
+                    break
+                err = await trio.to_thread.run_sync(write_message, self.fd, msg)
+                self.sent += 1
+                if err:
+                    if on_error is not None:
+                        on_error(err)
+                    elif err != errno.ENOENT:
+                        log.warning("notification failed: %s", os.strerror(err))
+
+    def close(self) -> None:
+        self._send.close()
+
+
+class _Session:
+    def __init__(self, ops: Operations, handle: _mountlib.MountHandle, options: Options) -> None:
+        self.ops = ops
+        self.options = options
+        self.handle = handle
+        self.mountpoint = handle.mountpoint
+        self.fd = FdHolder(handle.fd)
+        self.dispatcher = Dispatcher(
+            ops,
+            entry_timeout=options.entry_timeout,
+            attr_timeout=options.attr_timeout,
+            debug=options.debug,
+        )
+        self.notifier = _Notifier(self.fd)
+        self.transport_name = "devfuse"
+        self.transport_reason = ""
+        self.devfuse: DevFuseTransport | None = None
+        self.ring: Any = None
+        self.finished = trio.Event()
+        self._notify_ids = itertools.count(1)
+        self.neg = P.Negotiated()
+
+    # ---- serving ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                await self._init()
+                assert self.devfuse is not None
+                await nursery.start(self.devfuse.serve)
+                if self.ring is not None:
+                    await nursery.start(self.ring.serve)
+                nursery.start_soon(self.notifier.run)
+                log.info(
+                    "serving %s over %s (%s)", self.mountpoint, self.transport_name,
+                    self.transport_reason,
+                )  # fmt: skip
+                task_status.started()
+                await self.devfuse.gone.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.notifier.close()
+            if self.ring is not None:
+                with trio.CancelScope(shield=True):
+                    await self.ring.aclose()
+            self.finished.set()
+        with trio.CancelScope(shield=True):
+            try:
+                await self.ops.destroy()
+            except Exception:
+                log.exception("handler destroy() raised")
+
+    async def _init(self) -> None:
+        try:
+            raw = await read_one(self.fd, 64 * 1024)
+        except ConnectionGone:
+            raise _mountlib.MountError(errno.ENODEV, "the connection closed before INIT") from None
+        req = P.decode_devfuse(memoryview(raw), self.neg)
+        if not isinstance(req, P.Init):
+            raise P.ProtocolError(f"expected INIT, got {P.describe(req)}")
+        opts = self.options
+        use_uring = self._choose_transport(req.flags)
+        want = init_flags_for(self.ops, opts, use_uring)
+        cfg = P.InitConfig(
+            want=want, max_write=opts.max_write, max_pages=opts.max_pages,
+            max_readahead=opts.max_readahead, max_background=opts.max_background,
+            congestion_threshold=opts.congestion_threshold, time_gran=opts.time_gran,
+        )  # fmt: skip
+        body, self.neg = P.negotiate_init(req, cfg)
+        if use_uring:
+            self._create_ring()
+            if self.ring is None:
+                cfg.want &= ~InitFlag.OVER_IO_URING
+                body, self.neg = P.negotiate_init(req, cfg)
+        info = InitInfo(
+            major=req.major, minor=req.minor, max_readahead=req.max_readahead,
+            kernel_flags=req.flags, transport=self.transport_name,
+            capabilities=frozenset(f.name or "" for f in InitFlag if f & self.neg.flags),
+        )  # fmt: skip
+        await self.ops.init(info)
+        self.devfuse = DevFuseTransport(
+            self.fd, self.neg, self.dispatcher, poll_us=0 if self.ring else opts.poll_us
+        )
+        hdr = P.out_header(16 + len(body), 0, req.unique)
+        err = write_message(self.fd, hdr, body)
+        if err:
+            raise _mountlib.MountError(err, f"INIT reply rejected: {os.strerror(err)}")
+        if self.ring is not None:
+            self.ring.start()
+
+    def _choose_transport(self, kernel_flags: int) -> bool:
+        choice = self.options.transport
+        if choice == "devfuse":
+            self.transport_reason = "transport='devfuse' was asked for"
+            return False
+        reason = unavailable_reason(kernel_flags)
+        if reason is None:
+            return True
+        if choice == "uring":
+            raise UringUnavailable(f"cannot serve over io-uring: {reason}")
+        self.transport_reason = f"io-uring unavailable: {reason}"
+        log.warning("%s; using /dev/fuse", self.transport_reason)
+        return False
+
+    def _create_ring(self) -> None:
+        from ._ring import RingTransport
+
+        try:
+            self.ring = RingTransport.create(self.fd, self.neg, self.dispatcher, self.options)
+        except OSError as exc:
+            if self.options.transport == "uring":
+                raise UringUnavailable(f"cannot set up the io-uring: {exc}") from exc
+            self.transport_reason = f"io-uring setup failed ({exc})"
+            log.warning("%s; using /dev/fuse", self.transport_reason)
+            return
+        self.transport_name = "uring"
+        self.transport_reason = (
+            f"io-uring enabled: {self.ring.nr_queues} queues x {self.options.ring_depth} entries"
+        )
+
+    # ---- notifications -------------------------------------------------------------------------
+
+    async def retrieve(self, inode: int, offset: int, size: int) -> bytes:
+        notify_unique = next(self._notify_ids)
+        event, result = self.dispatcher.expect_retrieve(notify_unique)
+        failed: list[int] = []
+
+        def on_error(err: int) -> None:
+            failed.append(err)
+            self.dispatcher.cancel_retrieve(notify_unique)
+            event.set()
+
+        try:
+            self.notifier.send(P.notify_retrieve(notify_unique, inode, offset, size), on_error)
+            await event.wait()
+        finally:
+            self.dispatcher.cancel_retrieve(notify_unique)
+        if failed:
+            raise FUSEError(failed[0])
+        return result[0].data if result else b""
+
+    # ---- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        d = self.dispatcher.stats
+        ring_stats = self.ring.stats() if self.ring is not None else None
+        ring_requests = ring_stats["requests"] if ring_stats else 0
+        devfuse_requests = self.devfuse.requests if self.devfuse else 0
+        out: dict[str, Any] = {
+            "transport": self.transport_name,
+            "requests": {"uring": ring_requests, "devfuse": devfuse_requests},
+            "errors": d.errors,
+            "handler_failures": d.handler_failures,
+            "interrupted": d.interrupts,
+            "blocked_handlers": d.blocked,
+            "notifications": self.notifier.sent,
+        }
+        if self.devfuse is not None:
+            out["devfuse_wakeups"] = self.devfuse.wakeups
+        if ring_stats:
+            out["ring"] = ring_stats
+        return out
+
+    # ---- ending -----------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Unmount (lazily if busy) and wait for the session to end; abort if it won't."""
+        if not self.finished.is_set():
+            conn = _mountlib.connection_id(self.mountpoint) if os.geteuid() == 0 else None
+            err = await trio.to_thread.run_sync(_mountlib.unmount, self.handle)
+            if err == errno.EBUSY:
+                log.warning("%s is busy; detaching it lazily", self.mountpoint)
+                await trio.to_thread.run_sync(lambda: _mountlib.unmount(self.handle, lazy=True))
+            with trio.move_on_after(UNMOUNT_TIMEOUT):
+                await self.finished.wait()
+            if not self.finished.is_set() and conn is not None:
+                log.warning("connection did not end after unmount; aborting it")
+                _mountlib.abort_connection(conn)
+
+
+@asynccontextmanager
+async def mount(
+    ops: Operations, mountpoint: str | os.PathLike[str], options: Options | None = None
+) -> AsyncIterator[Mount]:
+    """Mount ``ops`` at ``mountpoint`` and serve it while the ``async with`` body runs.
+
+    Yields a :class:`Mount` once the kernel connection is initialized (the filesystem is
+    usable from other threads and processes). On exit, normal or by exception or
+    cancellation, the filesystem is unmounted and every task, thread and fd it used is
+    released. If someone else unmounts it first, serving stops and the body may notice
+    with :meth:`Mount.wait_unmounted`.
+
+    Raises:
+        MountError: the mount failed (the message says why and what to do).
+        UringUnavailable: ``transport="uring"`` was asked for but cannot be had.
+        OptionError: an option value is unsafe or out of range.
+    """
+    options = options if options is not None else Options()
+    if not isinstance(ops, Operations):
+        raise TypeError(f"ops must be a trio_fuse_uring.Operations, not {type(ops).__name__}")
+    handle = await trio.to_thread.run_sync(_mountlib.mount, os.fspath(mountpoint), options)
+    session = _Session(ops, handle, options)
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(session.run)
+                yield Mount(session)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await session.shutdown()
+                nursery.cancel_scope.cancel()
+    finally:
+        session.fd.close()
+        with trio.CancelScope(shield=True):
+            if _mountlib.is_mountpoint(handle.mountpoint):
+                await trio.to_thread.run_sync(lambda: _mountlib.unmount(handle, lazy=True))
+            await trio.to_thread.run_sync(_mountlib.release_helper, handle)
+
+
+async def serve(
+    ops: Operations,
+    mountpoint: str | os.PathLike[str],
+    options: Options | None = None,
+    *,
+    task_status: trio.TaskStatus[Mount] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Mount and serve until unmounted; for ``await nursery.start(serve, ops, path)``.
+
+    ``task_status.started`` receives the :class:`Mount` once the filesystem is usable.
+    Cancel the surrounding scope to unmount.
+    """
+    async with mount(ops, mountpoint, options) as m:
+        task_status.started(m)
+        await m.wait_unmounted()
+
+
+def run(
+    ops: Operations, mountpoint: str | os.PathLike[str], options: Options | None = None
+) -> dict[str, Any]:
+    """Mount, serve until SIGINT, SIGTERM or an unmount, then clean up; one call.
+
+    Runs its own trio loop. Returns the mount's final :meth:`Mount.stats`.
+    """
+    result: dict[str, Any] = {}
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        log.info("got %s; unmounting", signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                async with mount(ops, mountpoint, options) as m:
+                    try:
+                        await m.wait_unmounted()
+                    finally:
+                        result.update(m.stats())
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return result

@@ -1,0 +1,43 @@
+"""The handler API: :class:`Operations` and the values handlers take and return."""
+
+from ._operations import Operations as Operations
+from ._types import (
+    DirEntry as DirEntry,
+)
+from ._types import (
+    EntryAttributes as EntryAttributes,
+)
+from ._types import (
+    FileInfo as FileInfo,
+)
+from ._types import (
+    FUSEError as FUSEError,
+)
+from ._types import (
+    InitInfo as InitInfo,
+)
+from ._types import (
+    Lock as Lock,
+)
+from ._types import (
+    RequestContext as RequestContext,
+)
+from ._types import (
+    SetattrFields as SetattrFields,
+)
+from ._types import (
+    StatvfsData as StatvfsData,
+)
+
+__all__ = [
+    "DirEntry",
+    "EntryAttributes",
+    "FUSEError",
+    "FileInfo",
+    "InitInfo",
+    "Lock",
+    "Operations",
+    "RequestContext",
+    "SetattrFields",
+    "StatvfsData",
+]

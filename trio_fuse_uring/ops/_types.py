@@ -1,0 +1,181 @@
+"""Typed values that handlers receive and return.
+
+These are plain data (no I/O). Names follow pyfuse3 (``st_mode``, ``entry_timeout``...) so
+its users feel at home; timestamps are integer nanoseconds, as in ``os.stat_result``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+
+
+class FUSEError(Exception):
+    """Raise from a handler to answer the request with an errno.
+
+    ``raise FUSEError(errno.ENOENT)`` makes the caller's syscall fail with ENOENT. Any other
+    exception from a handler answers EIO and is logged with its traceback; the filesystem
+    keeps serving.
+    """
+
+    __slots__ = ("errno",)
+
+    def __init__(self, errno_: int) -> None:
+        if not 0 < errno_ < 512:
+            raise ValueError(f"FUSEError needs an errno between 1 and 511, not {errno_!r}")
+        super().__init__(errno_)
+        self.errno = errno_
+
+    def __str__(self) -> str:
+        name = errno.errorcode.get(self.errno, "?")
+        return f"{name}: {os.strerror(self.errno)}"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Who is asking: the calling process's ids as the kernel saw them.
+
+    ``umask`` is set for create-like requests (create, mkdir, mknod, tmpfile) and 0 otherwise.
+    ``pid`` is 0 for requests the kernel makes on its own (writeback, release after close).
+    """
+
+    uid: int
+    gid: int
+    pid: int
+    umask: int = 0
+
+
+@dataclass(slots=True)
+class EntryAttributes:
+    """Attributes of an inode, plus how long the kernel may cache them.
+
+    Returned by ``lookup``, ``getattr``, ``setattr``, ``mknod``, ``mkdir``, ``symlink``,
+    ``link``, ``create`` and yielded (inside :class:`DirEntry`) by ``readdir``.
+
+    ``st_ino`` is the inode number the kernel uses in every later request for this inode.
+    ``generation`` must change if an inode number is reused for another file (NFS export).
+    ``entry_timeout`` is how long (seconds) the kernel may cache the *name → inode*
+    mapping; ``attr_timeout`` how long it may cache the attributes. 0 sends every access
+    to the filesystem. ``None`` (the default) uses the mount's
+    ``Options.entry_timeout`` / ``Options.attr_timeout``.
+    """
+
+    st_ino: int = 0
+    generation: int = 0
+    entry_timeout: float | None = None
+    attr_timeout: float | None = None
+    st_mode: int = stat.S_IFREG | 0o644
+    st_nlink: int = 1
+    st_uid: int = 0
+    st_gid: int = 0
+    st_rdev: int = 0
+    st_size: int = 0
+    st_blksize: int = 4096
+    st_blocks: int = 0
+    st_atime_ns: int = 0
+    st_mtime_ns: int = 0
+    st_ctime_ns: int = 0
+
+    def __post_init__(self) -> None:
+        if not stat.S_IFMT(self.st_mode):
+            raise ValueError(
+                f"st_mode {self.st_mode:#o} has no file type bits: use e.g. stat.S_IFREG | 0o644"
+            )
+        if (self.entry_timeout or 0) < 0 or (self.attr_timeout or 0) < 0:
+            raise ValueError("entry_timeout and attr_timeout must be >= 0")
+
+
+@dataclass(slots=True)
+class SetattrFields:
+    """Which attributes a ``setattr`` request changes.
+
+    A field is ``None`` when the request leaves it alone. ``atime_now``/``mtime_now`` mean
+    "set to the current time" (``touch`` without a timestamp); then ``st_atime_ns`` /
+    ``st_mtime_ns`` are None. ``kill_suidgid`` asks the filesystem to clear the set-user-ID
+    and set-group-ID bits (a write or truncate by an unprivileged user).
+    """
+
+    st_mode: int | None = None
+    st_uid: int | None = None
+    st_gid: int | None = None
+    st_size: int | None = None
+    st_atime_ns: int | None = None
+    st_mtime_ns: int | None = None
+    st_ctime_ns: int | None = None
+    atime_now: bool = False
+    mtime_now: bool = False
+    kill_suidgid: bool = False
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """What ``open``, ``create`` and ``opendir`` return.
+
+    ``fh`` is an arbitrary integer handed back in every request on this open file.
+    ``direct_io`` bypasses the page cache (reads and writes of any size go straight to the
+    handler); ``keep_cache`` keeps cached data from earlier opens; ``nonseekable`` makes
+    lseek fail with ESPIPE. ``cache_dir`` lets the kernel cache a directory's entries.
+    """
+
+    fh: int = 0
+    direct_io: bool = False
+    keep_cache: bool = False
+    nonseekable: bool = False
+    cache_dir: bool = False
+    parallel_direct_writes: bool = False
+    noflush: bool = False
+
+
+@dataclass(slots=True)
+class StatvfsData:
+    """What ``statfs`` returns (the fields of ``os.statvfs_result`` that FUSE carries)."""
+
+    f_bsize: int = 4096
+    f_frsize: int = 4096
+    f_blocks: int = 0
+    f_bfree: int = 0
+    f_bavail: int = 0
+    f_files: int = 0
+    f_ffree: int = 0
+    f_favail: int = 0
+    f_namemax: int = 255
+
+
+@dataclass(slots=True)
+class DirEntry:
+    """One directory entry, yielded by ``readdir``.
+
+    ``next_id`` is the cookie the kernel sends back (as ``start_id``) to continue *after*
+    this entry; it must be unique within the directory and must not be 0.
+    ``attr`` gives at least ``st_ino`` and the file type bits of ``st_mode``. With
+    readdirplus (the default), the kernel caches ``attr`` like a lookup result, and every
+    entry except ``.`` and ``..`` counts as one lookup (balanced later by ``forget``).
+    """
+
+    name: bytes
+    attr: EntryAttributes
+    next_id: int
+
+
+@dataclass(slots=True)
+class Lock:
+    """A POSIX byte-range lock (``fcntl`` F_GETLK/F_SETLK): ``end`` is inclusive."""
+
+    start: int
+    end: int
+    type: int  # fcntl.F_RDLCK, F_WRLCK or F_UNLCK
+    pid: int
+
+
+@dataclass(slots=True)
+class InitInfo:
+    """What the kernel offered at mount time (passed to ``Operations.init``)."""
+
+    major: int
+    minor: int
+    max_readahead: int
+    kernel_flags: int
+    transport: str = ""
+    capabilities: frozenset[str] = field(default_factory=frozenset)
