@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import shutil
 import socket
 import stat
@@ -243,11 +244,16 @@ def release_helper(handle: MountHandle) -> None:
 
 
 def connection_id(mountpoint: str) -> int | None:
-    """The fusectl connection number of a mount (its device minor), or None."""
-    try:
-        return os.minor(os.stat(mountpoint).st_dev)
-    except OSError:
-        return None
+    """The fusectl connection number of a mount (its device minor), or None.
+
+    Read from /proc/self/mountinfo: a stat() of the mountpoint would be a request to
+    the filesystem itself, which deadlocks when called from the thread serving it.
+    """
+    path = os.path.abspath(mountpoint)
+    for fields in _mountinfo():
+        if _unescape(fields[4]) == path:
+            return int(fields[2].partition(":")[2])
+    return None
 
 
 def abort_connection(conn: int) -> bool:
@@ -260,19 +266,22 @@ def abort_connection(conn: int) -> bool:
     return True
 
 
+def _mountinfo() -> list[list[str]]:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return [line.split() for line in f if len(line.split()) > 4]
+    except OSError:
+        return []
+
+
 def is_mountpoint(path: str) -> bool:
     """True if ``path`` appears in /proc/self/mountinfo (works even for dead mounts)."""
     path = os.path.abspath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 4 and _unescape(fields[4]) == path:
-                    return True
-    except OSError:
-        return False
-    return False
+    return any(_unescape(fields[4]) == path for fields in _mountinfo())
 
 
 def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape") if "\\" in field else field
+    # mountinfo escapes space, tab, newline and backslash as octal (\040...).
+    if "\\" not in field:
+        return field
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

@@ -1,0 +1,316 @@
+"""The core through the real kernel: mounting, errors, interrupts, notifications, cleanup."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import client
+from hello import HELLO_DATA, HelloFS
+
+import trio_fuse_uring as tfu
+
+ROOT = tfu.ROOT_INODE
+
+
+def _root_attr() -> tfu.EntryAttributes:
+    return tfu.EntryAttributes(st_ino=ROOT, st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+
+
+def _file_attr(ino: int, size: int = 0, timeout: float = 0.0) -> tfu.EntryAttributes:
+    return tfu.EntryAttributes(
+        st_ino=ino, st_mode=stat.S_IFREG | 0o644, st_size=size,
+        entry_timeout=timeout, attr_timeout=timeout,
+    )  # fmt: skip
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_hello_read_and_list(mount_ops, transport):
+    m = await mount_ops(HelloFS())
+    assert m.transport == transport
+    path = Path(m.mountpoint)
+    assert await client((path / "hello").read_bytes) == HELLO_DATA
+    assert await client(os.listdir, path) == ["hello"]
+    st = await client(os.stat, path / "hello")
+    assert stat.S_ISREG(st.st_mode) and st.st_size == len(HELLO_DATA)
+    with pytest.raises(FileNotFoundError):
+        await client(os.stat, path / "nope")
+    with pytest.raises(PermissionError):
+        await client(open, path / "hello", "wb")
+    counts = m.stats()["requests"]
+    assert counts[transport] > 0
+
+
+class FaultyFS(tfu.Operations):
+    """Each file name picks a way for a handler to misbehave."""
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.cancelled = trio.Event()
+
+    async def getattr(self, inode, ctx):
+        return _root_attr() if inode == ROOT else _file_attr(inode, 10)
+
+    async def lookup(self, parent_inode, name, ctx):
+        if name == b"raises":
+            raise RuntimeError("boom")
+        if name == b"wrongtype":
+            return {"st_ino": 5}
+        if name == b"eacces":
+            raise tfu.FUSEError(errno.EACCES)
+        if name == b"blocks":
+            return _file_attr(7, 10)
+        raise tfu.FUSEError(errno.ENOENT)
+
+    async def open(self, inode, flags, ctx):
+        return tfu.FileInfo(fh=inode, direct_io=True)
+
+    async def read(self, fh, off, size):
+        if fh == 7:
+            self.started.set()
+            try:
+                await trio.sleep_forever()
+            except trio.Cancelled:
+                self.cancelled.set()
+                raise
+        return b"x" * size
+
+
+async def test_handler_errors_map_to_errno(mount_ops, caplog):
+    m = await mount_ops(FaultyFS())
+    path = Path(m.mountpoint)
+    with caplog.at_level(logging.ERROR, logger="trio_fuse_uring"):
+        with pytest.raises(OSError) as exc:
+            await client(os.stat, path / "raises")
+        assert exc.value.errno == errno.EIO
+        with pytest.raises(OSError) as exc:
+            await client(os.stat, path / "wrongtype")
+        assert exc.value.errno == errno.EIO
+    text = caplog.text
+    assert "lookup()" in text and "boom" in text and "Traceback" in text
+    assert "returned dict" in text and "EntryAttributes" in text
+    with pytest.raises(PermissionError):
+        await client(os.stat, path / "eacces")
+    # A missing handler answers ENOSYS: mkdir is not implemented.
+    with pytest.raises(OSError) as exc:
+        await client(os.mkdir, path / "d")
+    assert exc.value.errno == errno.ENOSYS
+    # The filesystem keeps serving after all that.
+    assert (await client(os.stat, path)).st_ino == ROOT
+    assert m.stats()["handler_failures"] == 2
+
+
+# Reads with libc's read() so that the errno of the syscall itself is seen (Python's
+# os.read would retry after EINTR). The no-op SIGUSR1 handler has no SA_RESTART.
+_BLOCKING_READER = """
+import ctypes, errno, os, signal, sys
+signal.signal(signal.SIGUSR1, lambda *a: None)
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+buf = ctypes.create_string_buffer(10)
+n = libc.read(fd, buf, 10)
+print("EINTR" if n < 0 and ctypes.get_errno() == errno.EINTR else f"read {n} {ctypes.get_errno()}")
+"""
+
+
+async def test_interrupt_cancels_blocked_handler(mount_ops):
+    """A signalled client interrupts a handler that waits forever: the handler is
+    cancelled and the client's read fails with EINTR."""
+    ops = FaultyFS()
+    m = await mount_ops(ops)
+    target = os.path.join(m.mountpoint, "blocks")
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", _BLOCKING_READER, target], stdout=subprocess.PIPE
+    )
+    try:
+        with trio.fail_after(20):
+            await ops.started.wait()
+            proc.send_signal(signal.SIGUSR1)
+            await ops.cancelled.wait()
+            await proc.wait()
+            assert proc.stdout is not None
+            out = await proc.stdout.receive_some()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert out.strip() == b"EINTR"
+    assert m.stats()["interrupted"] >= 1
+
+
+async def test_cleanup_leaves_nothing(tmp_path, transport):
+    from conftest import require
+
+    require(transport)
+    threads_before = {t.ident for t in threading.enumerate()}
+    fds_before = _fds()
+    path = tmp_path / "m"
+    path.mkdir()
+    async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport)) as m:
+        assert (await client((path / "hello").read_bytes)) == HELLO_DATA
+        assert _is_mounted(path)
+    assert not _is_mounted(path)
+    assert m.stats()["requests"][transport] > 0
+    await trio.sleep(0.1)
+    leftover = {t for t in threading.enumerate() if t.ident not in threads_before}
+    # trio's thread cache keeps idle workers around; anything else is a leak.
+    assert all(t.name.startswith("Trio thread") for t in leftover), leftover
+    assert _fds() - fds_before == set()
+
+
+async def test_cancellation_unmounts(tmp_path, transport):
+    from conftest import require
+
+    require(transport)
+    path = tmp_path / "m"
+    path.mkdir()
+    with trio.move_on_after(1):
+        async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport)):
+            await trio.sleep_forever()
+    assert not _is_mounted(path)
+
+
+async def test_external_unmount_ends_session(tmp_path, transport):
+    from conftest import require
+
+    require(transport)
+    path = tmp_path / "m"
+    path.mkdir()
+    async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport)) as m:
+        await client(subprocess.run, ["umount", "-l", str(path)])
+        with trio.fail_after(10):
+            await m.wait_unmounted()
+    assert "unmounted" in repr(m)
+
+
+async def test_two_mounts_in_one_process(mount_ops):
+    a = await mount_ops(HelloFS())
+    b = await mount_ops(HelloFS())
+    assert a.mountpoint != b.mountpoint
+    for m in (a, b):
+        assert await client(Path(m.mountpoint, "hello").read_bytes) == HELLO_DATA
+
+
+class NotifyFS(tfu.Operations):
+    """One file whose name and content change behind the kernel's back."""
+
+    def __init__(self) -> None:
+        self.data = b"old"
+        self.name = b"f"
+        self.mount: tfu.Mount | None = None
+
+    async def getattr(self, inode, ctx):
+        if inode == ROOT:
+            return _root_attr()
+        return tfu.EntryAttributes(
+            st_ino=2, st_mode=stat.S_IFREG | 0o644, st_size=len(self.data),
+            entry_timeout=300, attr_timeout=300,
+        )  # fmt: skip
+
+    async def lookup(self, parent_inode, name, ctx):
+        if name != self.name:
+            raise tfu.FUSEError(errno.ENOENT)
+        return await self.getattr(2, ctx)
+
+    async def open(self, inode, flags, ctx):
+        return tfu.FileInfo(fh=2, keep_cache=True)
+
+    async def read(self, fh, off, size):
+        # Invalidate from inside a handler: must neither block the
+        # loop nor deadlock.
+        assert self.mount is not None
+        self.mount.invalidate_inode(ROOT, attr_only=True)
+        return self.data[off : off + size]
+
+
+async def test_notifications_invalidate_cache(mount_ops):
+    ops = NotifyFS()
+    m = await mount_ops(ops)
+    ops.mount = m
+    f = Path(m.mountpoint, "f")
+    assert (await client(os.stat, f)).st_size == 3
+    ops.data = b"new data"
+    # Attributes are cached for 300 s: the kernel still believes the old size.
+    # (No read before this check: a read invalidates the cached atime.)
+    assert (await client(os.stat, f)).st_size == 3
+    m.invalidate_inode(2)
+    await _settle(m)
+    assert (await client(os.stat, f)).st_size == 8
+    assert await client(f.read_bytes) == b"new data"
+    # Store pushes data into the page cache; retrieve reads it back.
+    m.notify_store(2, 0, b"NEW")
+    await _settle(m)
+    assert await m.retrieve(2, 0, 3) == b"NEW"
+    # The name is cached for 300 s until the entry is invalidated.
+    ops.name = b"g"
+    assert (await client(os.stat, f)).st_ino == 2
+    m.invalidate_entry(ROOT, b"f")
+    await _settle(m)
+    with pytest.raises(FileNotFoundError):
+        await client(os.stat, f)
+    with pytest.raises(tfu.FUSEError):
+        await m.retrieve(12345, 0, 10)
+
+
+async def _settle(m: tfu.Mount) -> None:
+    """Wait until queued notifications were written."""
+    s = m._s  # noqa: SLF001
+    with trio.fail_after(10):
+        while s.notifier._recv.statistics().current_buffer_used:  # noqa: SLF001
+            await trio.sleep(0.01)
+        await trio.sleep(0.05)
+
+
+def _is_mounted(path: Path) -> bool:
+    from trio_fuse_uring._mountlib import is_mountpoint
+
+    return is_mountpoint(str(path))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"fsname": "a,allow_other"},
+        {"fsname": "x=y"},
+        {"subtype": "a\0b"},
+        {"extra": ("allow_other,dev",)},
+        {"extra": ("max_read=1,user_id=0",)},
+        {"max_write": 10},
+        {"transport": "carrier-pigeon"},
+    ],
+)
+def test_unsafe_options_rejected(kwargs):
+    with pytest.raises(tfu.OptionError):
+        tfu.Options(**kwargs)
+
+
+def test_options_format():
+    o = tfu.Options(fsname="memfs", allow_other=True, extra=("noatime", "max_read=65536"))
+    data = o.kernel_options(5, 0o40000, 1000, 1000)
+    assert data == (
+        "fd=5,rootmode=40000,user_id=1000,group_id=1000,default_permissions,allow_other,"
+        "noatime,max_read=65536"
+    )
+    assert "allow_other" not in tfu.Options().fusermount_options()
+
+
+async def test_debug_trace(mount_ops, caplog):
+    m = await mount_ops(HelloFS(), debug=True)
+    with caplog.at_level(logging.DEBUG, logger="trio_fuse_uring"):
+        await client(os.stat, Path(m.mountpoint, "hello"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("rx ") and "LOOKUP n1 name=b'hello'" in line for line in lines)
+    assert any(line.startswith("tx ") and " OK " in line and "ms)" in line for line in lines)
+
