@@ -127,6 +127,9 @@ class DevFuseTransport:
         if err and err not in (errno.ENOENT, errno.ENODEV, errno.EBADF):
             log.error("writing the reply to request %d failed: %s", unique, os.strerror(err))
 
+    def no_reply(self, slot: object, unique: int) -> None:
+        pass
+
     # ---- the reading loop ---------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -463,6 +463,39 @@ def decode_devfuse(buf: memoryview, neg: Negotiated) -> Request:
     return decode_request(header, arg, payload, neg)
 
 
+_RING_PAYLOAD_SZ = struct.Struct("<I")
+_RING_PAYLOAD_SZ_AT = _abi.URING_ENT_IN_OUT_OFFSET + 16
+
+
+def decode_ring(header: memoryview, payload: memoryview, neg: Negotiated) -> Request:
+    """Decode the request in one io-uring entry.
+
+    Args:
+        header: the entry's 288-byte ``fuse_uring_req_header``.
+        payload: the entry's whole payload buffer; ``ring_ent_in_out.payload_sz`` says
+            how much of it the request uses.
+
+    The op struct normally sits in ``op_in``. For some requests (NOTIFY_REPLY, seen on
+    6.18) the kernel puts it at the start of the payload instead; the classic total
+    length in the in header (``40 + payload_sz`` then) tells the two apart.
+
+    Raises:
+        ProtocolError: as :func:`decode_request`, or if ``payload_sz`` exceeds the buffer.
+    """
+    if len(header) < _abi.FUSE_URING_REQ_HEADER_SZ:
+        raise ProtocolError("ring header truncated")
+    (size,) = _RING_PAYLOAD_SZ.unpack_from(header, _RING_PAYLOAD_SZ_AT)
+    if size > len(payload):
+        raise ProtocolError(f"payload_sz {size} exceeds the {len(payload)}-byte buffer")
+    length, opcode = struct.unpack_from("<II", header)
+    argsz = _arg_size(opcode, neg)
+    body = payload[:size]
+    if argsz and length == _IN.size + size and size >= argsz:
+        return decode_request(header, body[:argsz], body[argsz:], neg)
+    op_in = header[_abi.URING_OP_IN_OFFSET : _abi.URING_ENT_IN_OUT_OFFSET]
+    return decode_request(header, op_in, body, neg)
+
+
 _Common = tuple[int, int, int, int, int, int]
 _Decoder = Callable[[_Common, memoryview, memoryview, Negotiated], Request]
 

@@ -284,6 +284,11 @@ class _Session:
             raise _mountlib.MountError(err, f"INIT reply rejected: {os.strerror(err)}")
         if self.ring is not None:
             self.ring.start()
+            if self.ring.failed:
+                if opts.transport == "uring":
+                    raise UringUnavailable(f"cannot serve over io-uring: {self.ring.failed}")
+                self.transport_name = "devfuse"
+                self.transport_reason = f"io-uring unavailable: {self.ring.failed}"
 
     def _choose_transport(self, kernel_flags: int) -> bool:
         choice = self.options.transport

@@ -55,6 +55,9 @@ class Replier(Protocol):
     def reply(self, slot: Any, unique: int, error: int, body: Body) -> None:
         """Send ``body`` (or, with ``error`` < 0, just the error) for request ``unique``."""
 
+    def no_reply(self, slot: Any, unique: int) -> None:
+        """Request ``unique`` takes no reply (FORGET, NOTIFY_REPLY...): release its slot."""
+
 
 class _BadReturn(Exception):
     def __init__(self, handler: str, expected: str, value: object) -> None:
@@ -243,6 +246,7 @@ class Dispatcher:
         else:
             error = 0
             if body is _NO_REPLY:
+                replier.no_reply(slot, req.unique)
                 return
         if error:
             self.stats.errors += 1

@@ -1,0 +1,287 @@
+"""The io-uring transport: requests arrive in ring entries filled by the kernel.
+
+Some facts about FUSE-over-io-uring (Linux 6.14+; see docs in ``_ring.h`` and the
+verified ABI notes) that shape this module:
+
+- The kernel creates one queue per *possible* CPU and routes each request to the queue
+  of the CPU its caller runs on. Every queue needs at least one registered entry before
+  any request is served at all, so all queues are registered together.
+- An entry is a header buffer (in header, op struct, ``payload_sz``) plus a payload
+  buffer. It is either in the kernel (waiting for a request) or with us (holding one
+  until COMMIT_AND_FETCH sends the reply and waits for the next request).
+- The kernel delivers a request in the context of the thread that last submitted a
+  command for that entry; if that thread has exited, the request fails with ECANCELED.
+  So only the C queue threads (``_ring.c``, one pinned per CPU, owning their rings for
+  the whole mount) ever submit. This module never does.
+- FORGET, INTERRUPT, notifications and INIT still use /dev/fuse: the /dev/fuse
+  transport runs alongside for the whole mount.
+- A REGISTER the kernel rejects silently switches the connection back to /dev/fuse,
+  which is why a registration error is reported and served, never a hang.
+
+Hand-off: queue threads put ready entries on lock-free lists and write an eventfd only
+when trio said it is asleep; this task takes whole batches, runs their handlers (inline
+when they do not block, like the /dev/fuse transport), writes each reply straight into
+the entry's payload buffer, and wakes the queue threads once per batch. Both sides spin
+for ``poll_us`` before sleeping, because waking a sleeping thread on another CPU costs
+tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import _abi
+from . import _protocol as P
+from ._uring_support import possible_cpus
+
+if TYPE_CHECKING:
+    from ._devfuse import FdHolder
+    from ._options import Options
+    from .ops._dispatch import Body, Dispatcher
+
+from ._ring_cffi import ffi, lib  # type: ignore[import-not-found]
+
+log = logging.getLogger("trio_fuse_uring")
+
+_HDR_SZ = _abi.FUSE_URING_REQ_HEADER_SZ
+_CHECKPOINT_EVERY = 64
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+    return rc
+
+
+def _check_build() -> None:
+    from pathlib import Path
+
+    header = Path(__file__).with_name("_ring.h")
+    if header.exists():
+        import re
+
+        m = re.search(r'#define\s+TFU_RING_ABI_VERSION\s+"([^"]+)"', header.read_text())
+        built = ffi.string(lib.tfu_ring_abi_version()).decode()
+        if m and m.group(1) != built:
+            raise ImportError(
+                f"trio_fuse_uring._ring_cffi is stale (built {built}, source {m.group(1)}): "
+                f"reinstall the package"
+            )
+
+
+_check_build()
+
+
+class RingTransport:
+    """All ring queues of one connection, served by one trio task at a time."""
+
+    name = "uring"
+
+    def __init__(self, ring: Any, neg: P.Negotiated, dispatcher: Dispatcher, nr_queues: int, depth: int) -> None:
+        self._r = ring
+        self.neg = neg
+        self.dispatcher = dispatcher
+        self.nr_queues = nr_queues
+        self.depth = depth
+        self.payload_size = neg.payload_size
+        n = lib.tfu_ring_entry_count(ring)
+        self._headers = [memoryview(ffi.buffer(lib.tfu_ring_header(ring, e), _HDR_SZ)) for e in range(n)]
+        self._payloads = [
+            memoryview(ffi.buffer(lib.tfu_ring_payload(ring, e), self.payload_size))
+            for e in range(n)
+        ]
+        self._out = ffi.new("uint32_t[]", n)
+        self._max_take = n
+        self._in_batch = False
+        self._closed = False
+        self._nursery: trio.Nursery | None = None
+        self.failed: str | None = None
+        self._stats_at_close: dict[str, Any] = {}
+        self.requests = 0
+        self.batches = 0
+
+    def __repr__(self) -> str:
+        return f"<RingTransport queues={self.nr_queues} depth={self.depth} requests={self.requests}>"
+
+    @classmethod
+    def create(
+        cls, fd: FdHolder, neg: P.Negotiated, dispatcher: Dispatcher, options: Options
+    ) -> RingTransport:
+        """Allocate the queues and start their threads (nothing is registered yet).
+
+        Raises:
+            OSError: the rings or threads could not be set up (nothing is left behind).
+        """
+        nr_queues = len(possible_cpus())
+        params = ffi.new(
+            "struct tfu_ring_params *",
+            {
+                "fuse_fd": fd.fd,
+                "nr_queues": nr_queues,
+                "depth": options.ring_depth,
+                "payload_size": neg.payload_size,
+                "ring_poll_us": options.poll_us,
+                "trio_poll_us": options.poll_us,
+            },
+        )
+        out = ffi.new("tfu_ring **")
+        _check(lib.tfu_ring_create(params, out), "setting up the io-uring queues")
+        return cls(out[0], neg, dispatcher, nr_queues, options.ring_depth)
+
+    def start(self) -> None:
+        """Register every entry with the kernel (after the INIT reply was written).
+
+        A REGISTER the kernel refuses turns io-uring off for the connection; requests
+        then arrive on /dev/fuse, which is served anyway. ``failed`` says why.
+        """
+        _check(lib.tfu_ring_start(self._r), "registering the io-uring entries")
+        err = lib.tfu_ring_error(self._r)
+        if err:
+            self.failed = f"the kernel refused ring registration: {os.strerror(-err)}"
+            log.warning("%s; requests fall back to /dev/fuse", self.failed)
+
+    # ---- replies -------------------------------------------------------------------------------
+
+    def reply(self, slot: Any, unique: int, error: int, body: Body) -> None:
+        if self._closed:
+            return
+        n = 0
+        if not error and body:
+            n = len(body)
+            if n > self.payload_size:
+                log.error("reply to %d is %d bytes, larger than the ring buffer", unique, n)
+                error, n = -errno.EIO, 0
+            else:
+                self._payloads[slot][:n] = body
+        rc = lib.tfu_ring_commit(self._r, slot, error, n)
+        if rc < 0:
+            log.error("committing the reply to %d failed: %s", unique, os.strerror(-rc))
+        if not self._in_batch:
+            lib.tfu_ring_flush(self._r)
+
+    def no_reply(self, slot: Any, unique: int) -> None:
+        # The entry still has to go back to the kernel, which only a commit does.
+        self.reply(slot, unique, 0, None)
+
+    # ---- serving -------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Take batches of requests from the queue threads until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._loop, [])
+            task_status.started()
+
+    async def _loop(self, pending: list[int]) -> None:
+        """One serving task at a time: a handler that blocks keeps this task and the
+        rest of the batch goes to a new one (see ops/_dispatch.py)."""
+        assert self._nursery is not None
+        r = self._r
+        out = self._out
+        headers = self._headers
+        payloads = self._payloads
+        neg = self.neg
+        start = self.dispatcher.start
+        decode = P.decode_ring
+        take = lib.tfu_ring_take
+        notify_fd = lib.tfu_ring_notify_fd(r)
+        since_checkpoint = 0
+        with trio.CancelScope() as scope:
+            while True:
+                if pending:
+                    batch, pending = pending, []
+                else:
+                    n = take(r, out, self._max_take, -1)
+                    if n <= 0:
+                        _check(n, "taking ring requests")
+                        if lib.tfu_ring_prepare_sleep(r):
+                            since_checkpoint = 0
+                            try:
+                                await trio.lowlevel.wait_readable(notify_fd)
+                            finally:
+                                lib.tfu_ring_wakeup_ack(r)
+                        continue
+                    batch = list(out[0:n])
+                    self.batches += 1
+                self._in_batch = True
+                try:
+                    for i, e in enumerate(batch):
+                        self.requests += 1
+                        try:
+                            req = decode(headers[e], payloads[e], neg)
+                        except P.ProtocolError as exc:
+                            log.error("malformed request in ring entry %d: %s", e, exc)
+                            self.reply(e, 0, -errno.EIO, None)
+                            continue
+                        blocked = start(req, self, e)
+                        if blocked is not None:
+                            self._in_batch = False
+                            lib.tfu_ring_flush(r)
+                            self._nursery.start_soon(self._loop, batch[i + 1 :])
+                            await self.dispatcher.finish(blocked, scope)
+                            return
+                finally:
+                    self._in_batch = False
+                lib.tfu_ring_flush(r)
+                since_checkpoint += len(batch)
+                if since_checkpoint >= _CHECKPOINT_EVERY:
+                    since_checkpoint = 0
+                    await trio.lowlevel.checkpoint()
+
+    # ---- stats and shutdown ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        if self._closed:
+            return self._stats_at_close
+        queues = []
+        s = ffi.new("struct tfu_queue_stats *")
+        total = 0
+        for q in range(self.nr_queues):
+            if lib.tfu_ring_stats(self._r, q, s) < 0:
+                continue
+            total += s.requests
+            queues.append(
+                {
+                    "qid": q, "cpu": s.cpu, "requests": s.requests, "batches": s.batches,
+                    "mean_batch": round(s.requests / s.batches, 2) if s.batches else 0.0,
+                    "errors": s.errors, "sleeps": s.sleeps,
+                }
+            )  # fmt: skip
+        return {
+            "requests": total,
+            "batches": self.batches,
+            "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0,
+            "queues": queues,
+            "failed": self.failed,
+        }
+
+    async def aclose(self) -> None:
+        """Stop and join every queue thread, then free the buffers.
+
+        Threads exit once the kernel has released all their entries (after unmount or
+        abort); if that does not happen in time, their rings are torn down, which
+        cancels the pending commands. Buffers are freed only after the threads exit.
+        """
+        if self._closed:
+            return
+        self._stats_at_close = self.stats()
+        self._closed = True
+        r = self._r
+        lib.tfu_ring_stop(r, 0)
+        rc = await trio.to_thread.run_sync(lib.tfu_ring_join, r, 2000)
+        if rc < 0:
+            log.warning("ring queues did not drain after unmount; tearing them down")
+            lib.tfu_ring_stop(r, 1)
+            rc = await trio.to_thread.run_sync(lib.tfu_ring_join, r, 10000)
+            if rc < 0:
+                log.error("ring queue threads did not exit: %s; leaking them", os.strerror(-rc))
+                return
+        self._headers.clear()
+        self._payloads.clear()
+        lib.tfu_ring_destroy(r)
+        self._r = ffi.NULL
