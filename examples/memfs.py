@@ -1,0 +1,1116 @@
+"""An in-memory filesystem with the semantics of tmpfs, built on the handler API.
+
+    python examples/memfs.py MOUNTPOINT                  # serves until Ctrl-C or `umount`
+    python examples/memfs.py MOUNTPOINT -o size=1G,nr_inodes=200000,allow_other
+
+Regular files (sparse, fallocate, SEEK_DATA/SEEK_HOLE, copy_file_range), directories,
+symlinks, hard links, fifos, sockets, device nodes, O_TMPFILE, extended attributes,
+rename flags, POSIX and BSD locks. Permissions are checked by the kernel
+(``default_permissions``); memfs keeps the metadata right (owners, umask, set-group-ID
+directories, suid/sgid clearing, nanosecond timestamps, link counts).
+
+Every operation costs O(1) or O(size of the data it touches), never O(number of files):
+directories are dicts plus a slot list that gives readdir stable, O(1) resume cookies;
+file data lives in 64 KiB chunks, so holes cost nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import trio
+
+import trio_fuse_uring as tfu
+
+log = logging.getLogger("memfs")
+
+CHUNK = 64 * 1024  # file data granularity; also the granularity of SEEK_DATA/SEEK_HOLE
+PAGE = 4096  # what st_blocks and statfs count in (rounded up per chunk, like tmpfs pages)
+NAME_MAX = 255
+BOGO_DIRENT_SIZE = 20  # tmpfs reports a directory's size as 20 bytes per entry
+XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.")
+XATTR_CREATE, XATTR_REPLACE = os.XATTR_CREATE, os.XATTR_REPLACE
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
+SEEK_DATA, SEEK_HOLE = os.SEEK_DATA, os.SEEK_HOLE
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # <linux/fs.h>; not in Python's os module
+DAY_NS = 24 * 3600 * 10**9
+_SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+# ---- file data ---------------------------------------------------------------------------
+
+
+class FileData:
+    """Sparse file contents: chunk index -> bytearray of at most CHUNK bytes.
+
+    A missing chunk is a hole; bytes past the end of a short chunk read as zeros. Only
+    data that was written (or fallocated) takes memory. ``allocated`` is what the data
+    occupies, rounded up to pages per chunk (it drives st_blocks and statfs).
+    """
+
+    __slots__ = ("allocated", "chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: dict[int, bytearray] = {}
+        self.size = 0
+        self.allocated = 0
+
+    def _account(self, before: int, after: int) -> None:
+        self.allocated += _round_up(after, PAGE) - _round_up(before, PAGE)
+
+    def read(self, off: int, size: int) -> bytes:
+        end = min(off + size, self.size)
+        if off >= end:
+            return b""
+        first, last = off // CHUNK, (end - 1) // CHUNK
+        if first == last:  # the common case: one chunk, one copy
+            chunk = self.chunks.get(first)
+            lo = off - first * CHUNK
+            if chunk is None:
+                return bytes(end - off)
+            piece = chunk[lo : lo + end - off]
+            return bytes(piece) + bytes(end - off - len(piece))
+        out = bytearray(end - off)
+        for idx in range(first, last + 1):
+            chunk = self.chunks.get(idx)
+            if chunk is None:
+                continue
+            base = idx * CHUNK
+            lo, hi = max(off, base), min(end, base + len(chunk))
+            if lo < hi:
+                out[lo - off : hi - off] = chunk[lo - base : hi - base]
+        return bytes(out)
+
+    def write(self, off: int, buf: memoryview | bytes) -> None:
+        pos, n = 0, len(buf)
+        while pos < n:
+            idx, lo = divmod(off + pos, CHUNK)
+            take = min(CHUNK - lo, n - pos)
+            chunk = self.chunks.get(idx)
+            if chunk is None:
+                chunk = self.chunks[idx] = bytearray()
+            before = len(chunk)
+            if before < lo:
+                chunk.extend(bytes(lo - before))
+            chunk[lo : lo + take] = buf[pos : pos + take]
+            self._account(before, len(chunk))
+            pos += take
+        self.size = max(self.size, off + n)
+
+    def truncate(self, size: int) -> None:
+        if size < self.size:
+            self._drop(size, self.size)
+        self.size = size
+
+    def punch(self, off: int, length: int) -> None:
+        """Deallocate [off, off+length): whole chunks are dropped, partial ones zeroed."""
+        self._drop(off, min(off + length, max(self.size, off)))
+
+    def _drop(self, start: int, end: int) -> None:
+        if start >= end:
+            return
+        first, last = start // CHUNK, (end - 1) // CHUNK
+        # Iterate over whichever is smaller: the chunk range or the chunks that exist.
+        span = range(first, last + 1)
+        for idx in span if len(span) <= len(self.chunks) else sorted(self.chunks):
+            if idx < first or idx > last or idx not in self.chunks:
+                continue
+            chunk = self.chunks[idx]
+            base = idx * CHUNK
+            lo, hi = max(start, base) - base, min(end, base + CHUNK) - base
+            before = len(chunk)
+            if lo == 0 and hi >= before:
+                del self.chunks[idx]
+                self._account(before, 0)
+            elif hi >= before:
+                del chunk[lo:]  # the tail of the chunk: shrink it
+                self._account(before, len(chunk))
+            elif lo < before:
+                chunk[lo:hi] = bytes(hi - lo)
+
+    def allocate(self, off: int, length: int) -> None:
+        """Back [off, off+length) with memory (fallocate without flags)."""
+        end = off + length
+        for idx in range(off // CHUNK, (end - 1) // CHUNK + 1):
+            chunk = self.chunks.get(idx)
+            if chunk is None:
+                chunk = self.chunks[idx] = bytearray()
+            want = min(CHUNK, end - idx * CHUNK)
+            if len(chunk) < want:
+                before = len(chunk)
+                chunk.extend(bytes(want - before))
+                self._account(before, want)
+
+    def seek(self, off: int, whence: int) -> int:
+        """SEEK_DATA / SEEK_HOLE at chunk granularity (a missing chunk is a hole)."""
+        if off >= self.size:
+            raise tfu.FUSEError(errno.ENXIO)
+        idx = off // CHUNK
+        if whence == SEEK_DATA:
+            if idx in self.chunks:
+                return off
+            nxt = min((i for i in self.chunks if i > idx), default=None)
+            if nxt is None or nxt * CHUNK >= self.size:
+                raise tfu.FUSEError(errno.ENXIO)
+            return nxt * CHUNK
+        # SEEK_HOLE: the end of the file counts as a hole.
+        while idx in self.chunks:
+            idx += 1
+        return min(max(off, idx * CHUNK), self.size)
+
+
+# ---- inodes ------------------------------------------------------------------------------
+
+
+class Inode:
+    """Metadata shared by every kind of file, plus the counts that keep it alive.
+
+    An inode lives while it has a name (``nlink``), the kernel holds references to it
+    (``lookups``, balanced by FORGET) or it is open (``opens``).
+    """
+
+    __slots__ = (
+        "atime", "ctime", "data", "dir", "flocks", "gid", "ino", "lock_changed", "lookups",
+        "mode", "mtime", "nlink", "opens", "plocks", "rdev", "target", "uid", "xattrs",
+    )  # fmt: skip
+
+    def __init__(self, ino: int, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
+        self.ino, self.mode, self.uid, self.gid, self.rdev = ino, mode, uid, gid, rdev
+        self.nlink = 0
+        self.lookups = 0
+        self.opens = 0
+        self.atime = self.mtime = self.ctime = _now()
+        self.xattrs: dict[bytes, bytes] | None = None  # most files have none
+        self.data: FileData | None = FileData() if stat.S_ISREG(mode) else None
+        self.dir: Directory | None = None
+        self.target = b""  # symlinks
+        # Locks: created on first use. plocks: [owner, start, end(inclusive), type, pid].
+        self.plocks: list[list[int]] | None = None
+        self.flocks: dict[int, int] | None = None  # owner -> LOCK_SH / LOCK_EX
+        self.lock_changed: trio.Event | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.dir is not None
+
+    def touch(self, *, m: bool = False, c: bool = True) -> None:
+        now = _now()
+        if m:
+            self.mtime = now
+        if c:
+            self.ctime = now
+
+    def kill_suidgid(self) -> None:
+        """Clear set-user-ID, and set-group-ID when it means "group executable" (as
+        the kernel's setattr_should_drop_sgid does); also drop file capabilities."""
+        self.mode &= ~stat.S_ISUID
+        if self.mode & stat.S_IXGRP:
+            self.mode &= ~stat.S_ISGID
+        if self.xattrs:
+            self.xattrs.pop(b"security.capability", None)
+
+    def wake_lock_waiters(self) -> None:
+        if self.lock_changed is not None:
+            self.lock_changed.set()
+            self.lock_changed = None
+
+
+class Directory:
+    """The entries of a directory, with stable readdir cookies.
+
+    ``entries`` maps names to inodes for O(1) lookup. ``slots`` lists names in creation
+    order; an entry's cookie is its slot index (offset past ``.`` and ``..``), so
+    readdir resumes in O(1). Removing an entry leaves a ``None`` tombstone, so the
+    cookies of the others stay valid; tombstones are compacted away once more than half
+    the slots are dead and no handle of the directory is open (nobody holds a cookie).
+    """
+
+    __slots__ = ("entries", "parent", "slot_of", "slots", "tombstones")
+
+    FIRST_SLOT_COOKIE = 3  # 1 and 2 are the cookies of "." and ".."
+
+    def __init__(self, parent: Inode | None) -> None:
+        self.entries: dict[bytes, Inode] = {}
+        self.slot_of: dict[bytes, int] = {}
+        self.slots: list[bytes | None] = []
+        self.tombstones = 0
+        self.parent = parent  # None for the root: its parent is itself
+
+    def add(self, name: bytes, inode: Inode) -> None:
+        self.entries[name] = inode
+        self.slot_of[name] = len(self.slots)
+        self.slots.append(name)
+
+    def remove(self, name: bytes, open_handles: int) -> Inode:
+        inode = self.entries.pop(name)
+        self.slots[self.slot_of.pop(name)] = None
+        self.tombstones += 1
+        self.maybe_compact(open_handles)
+        return inode
+
+    def maybe_compact(self, open_handles: int) -> None:
+        if open_handles or self.tombstones < 64 or self.tombstones * 2 < len(self.slots):
+            return
+        live = [n for n in self.slots if n is not None]
+        self.slot_of = {n: i for i, n in enumerate(live)}
+        self.slots = list(live)
+        self.tombstones = 0
+
+
+class Handle:
+    """An open file or directory (what an ``fh`` stands for)."""
+
+    __slots__ = ("flags", "inode")
+
+    def __init__(self, inode: Inode, flags: int) -> None:
+        self.inode = inode
+        self.flags = flags
+
+
+# ---- the filesystem ----------------------------------------------------------------------
+
+
+class MemFS(tfu.Operations):
+    """tmpfs in a Python process. ``capacity`` bytes of data, ``max_inodes`` inodes."""
+
+    def __init__(self, capacity: int = 4 << 30, max_inodes: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self.max_inodes = max_inodes
+        self.inodes: dict[int, Inode] = {}
+        self.handles: dict[int, Handle] = {}
+        self.next_ino = tfu.ROOT_INODE
+        self.next_fh = 1
+        self.used = 0  # bytes of file data allocated (sum of FileData.allocated)
+        self.dir_handles: dict[int, int] = {}  # directory inode -> open handles
+        root = self._new_inode(stat.S_IFDIR | 0o755, os.getuid(), os.getgid(), None)
+        root.nlink = 2
+        root.lookups = 1  # the kernel's reference to the root is never forgotten
+
+    # ---- inode bookkeeping -------------------------------------------------------------------
+
+    def _new_inode(
+        self, mode: int, uid: int, gid: int, parent: Inode | None, rdev: int = 0
+    ) -> Inode:
+        if len(self.inodes) >= self.max_inodes:
+            raise tfu.FUSEError(errno.ENOSPC)
+        inode = Inode(self.next_ino, mode, uid, gid, rdev)
+        self.next_ino += 1
+        if stat.S_ISDIR(mode):
+            inode.dir = Directory(parent)
+        self.inodes[inode.ino] = inode
+        return inode
+
+    def _get(self, ino: int) -> Inode:
+        try:
+            return self.inodes[ino]
+        except KeyError:
+            raise tfu.FUSEError(errno.ENOENT) from None
+
+    def _dir(self, ino: int) -> Directory:
+        d = self._get(ino).dir
+        if d is None:
+            raise tfu.FUSEError(errno.ENOTDIR)
+        return d
+
+    def _maybe_free(self, inode: Inode) -> None:
+        """Forget an inode nobody can reach any more: no name, no reference, not open."""
+        if inode.nlink or inode.lookups or inode.opens or inode.ino == tfu.ROOT_INODE:
+            return
+        del self.inodes[inode.ino]
+        if inode.data is not None:
+            self.used -= inode.data.allocated
+
+    def _attr(self, inode: Inode) -> tfu.EntryAttributes:
+        if inode.data is not None:
+            size, blocks = inode.data.size, inode.data.allocated // 512
+        elif inode.dir is not None:
+            size, blocks = BOGO_DIRENT_SIZE * (len(inode.dir.entries) + 2), 0
+        else:
+            size, blocks = len(inode.target), 0
+        return tfu.EntryAttributes(
+            st_ino=inode.ino, st_mode=inode.mode, st_nlink=inode.nlink, st_uid=inode.uid,
+            st_gid=inode.gid, st_rdev=inode.rdev, st_size=size, st_blocks=blocks,
+            st_blksize=PAGE, st_atime_ns=inode.atime, st_mtime_ns=inode.mtime,
+            st_ctime_ns=inode.ctime,
+        )  # fmt: skip
+
+    def _entry(self, inode: Inode) -> tfu.EntryAttributes:
+        """Attributes for a reply that counts as one lookup."""
+        inode.lookups += 1
+        return self._attr(inode)
+
+    @staticmethod
+    def _check_name(name: bytes) -> None:
+        if len(name) > NAME_MAX:
+            raise tfu.FUSEError(errno.ENAMETOOLONG)
+
+    def _make(
+        self, parent_ino: int, name: bytes, mode: int, ctx: tfu.RequestContext, rdev: int = 0
+    ) -> Inode:
+        """Create and link a new inode: owner from ctx, umask applied, set-group-ID
+        directories handing down their group (and, to subdirectories, the bit itself)."""
+        self._check_name(name)
+        parent = self._get(parent_ino)
+        d = self._dir(parent_ino)
+        if name in d.entries:
+            raise tfu.FUSEError(errno.EEXIST)
+        inode = self._new_child(parent, mode, ctx, rdev)
+        d.add(name, inode)
+        inode.nlink = 1
+        if inode.dir is not None:
+            inode.nlink = 2
+            parent.nlink += 1
+        parent.touch(m=True)
+        return inode
+
+    def _new_child(self, parent: Inode, mode: int, ctx: tfu.RequestContext, rdev: int = 0) -> Inode:
+        perm = mode & 0o7777 & ~ctx.umask
+        gid = ctx.gid
+        if parent.mode & stat.S_ISGID:
+            gid = parent.gid
+            if stat.S_ISDIR(mode):
+                perm |= stat.S_ISGID
+        if parent.dir is None or parent.nlink == 0:
+            raise tfu.FUSEError(errno.ENOENT)  # a removed directory takes no new entries
+        return self._new_inode(stat.S_IFMT(mode) | perm, ctx.uid, gid, parent, rdev)
+
+    def _open_handle(self, inode: Inode, flags: int) -> int:
+        fh = self.next_fh
+        self.next_fh += 1
+        self.handles[fh] = Handle(inode, flags)
+        inode.opens += 1
+        return fh
+
+    def _handle(self, fh: int) -> Handle:
+        try:
+            return self.handles[fh]
+        except KeyError:
+            raise tfu.FUSEError(errno.EBADF) from None
+
+    def _file(self, fh: int) -> tuple[Inode, FileData]:
+        inode = self._handle(fh).inode
+        if inode.data is None:
+            raise tfu.FUSEError(errno.EISDIR if inode.is_dir else errno.EINVAL)
+        return inode, inode.data
+
+    def _charge(self, inode: Inode, before: int) -> None:
+        assert inode.data is not None
+        self.used += inode.data.allocated - before
+
+    def _reserve(self, nbytes: int) -> None:
+        if self.used + nbytes > self.capacity:
+            raise tfu.FUSEError(errno.ENOSPC)
+
+    # ---- names and inodes ----------------------------------------------------------------------
+
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: tfu.RequestContext
+    ) -> tfu.EntryAttributes:
+        self._check_name(name)
+        parent = self._get(parent_inode)
+        d = self._dir(parent_inode)
+        if name == b".":
+            return self._entry(parent)
+        if name == b"..":
+            return self._entry(d.parent or parent)
+        inode = d.entries.get(name)
+        if inode is None:
+            # A negative entry: the kernel caches the absence (no lookup is counted).
+            return tfu.EntryAttributes(st_ino=0)
+        return self._entry(inode)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, n in inode_list:
+            inode = self.inodes.get(ino)
+            if inode is None:
+                log.error("FORGET of unknown inode %d", ino)
+                continue
+            if n > inode.lookups:
+                log.error("FORGET %d of inode %d, which has %d lookups", n, ino, inode.lookups)
+                n = inode.lookups
+            inode.lookups -= n
+            self._maybe_free(inode)
+
+    async def getattr(self, inode: int, ctx: tfu.RequestContext) -> tfu.EntryAttributes:
+        return self._attr(self._get(inode))
+
+    async def setattr(
+        self, inode: int, attr: tfu.SetattrFields, fh: int | None, ctx: tfu.RequestContext
+    ) -> tfu.EntryAttributes:
+        # The kernel has already checked permissions (default_permissions) and, on
+        # chmod by a non-member of the group, dropped S_ISGID from st_mode.
+        node = self._get(inode)
+        now = _now()
+        if attr.st_size is not None:
+            if node.data is None:
+                raise tfu.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
+            if attr.st_size != node.data.size:
+                self._resize(node, attr.st_size)
+                node.mtime = now
+        if attr.st_mode is not None:
+            node.mode = stat.S_IFMT(node.mode) | (attr.st_mode & 0o7777)
+        if attr.st_uid is not None or attr.st_gid is not None:
+            if attr.st_uid is not None:
+                node.uid = attr.st_uid
+            if attr.st_gid is not None:
+                node.gid = attr.st_gid
+            # HANDLE_KILLPRIV_V2: a chown of a non-directory must clear suid/sgid here.
+            if not node.is_dir and attr.st_mode is None:
+                node.kill_suidgid()
+        if attr.kill_suidgid:
+            node.kill_suidgid()
+        if attr.atime_now:
+            node.atime = now
+        elif attr.st_atime_ns is not None:
+            node.atime = attr.st_atime_ns
+        if attr.mtime_now:
+            node.mtime = now
+        elif attr.st_mtime_ns is not None:
+            node.mtime = attr.st_mtime_ns
+        node.ctime = attr.st_ctime_ns if attr.st_ctime_ns is not None else now
+        return self._attr(node)
+
+    def _resize(self, node: Inode, size: int) -> None:
+        assert node.data is not None
+        before = node.data.allocated
+        node.data.truncate(size)
+        self._charge(node, before)
+
+    async def readlink(self, inode: int, ctx: tfu.RequestContext) -> bytes:
+        node = self._get(inode)
+        if not stat.S_ISLNK(node.mode):
+            raise tfu.FUSEError(errno.EINVAL)
+        self._read_atime(node)
+        return node.target
+
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: tfu.RequestContext
+    ) -> tfu.EntryAttributes:
+        if len(target) >= PAGE:
+            raise tfu.FUSEError(errno.ENAMETOOLONG)
+        inode = self._make(
+            parent_inode,
+            name,
+            stat.S_IFLNK | 0o777,
+            tfu.RequestContext(ctx.uid, ctx.gid, ctx.pid, 0),
+        )
+        inode.target = target
+        return self._entry(inode)
+
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: tfu.RequestContext
+    ) -> tfu.EntryAttributes:
+        if stat.S_IFMT(mode) not in (
+            stat.S_IFREG,
+            stat.S_IFIFO,
+            stat.S_IFSOCK,
+            stat.S_IFCHR,
+            stat.S_IFBLK,
+        ):
+            raise tfu.FUSEError(errno.EINVAL)
+        keep_rdev = rdev if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else 0
+        return self._entry(self._make(parent_inode, name, mode, ctx, keep_rdev))
+
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: tfu.RequestContext
+    ) -> tfu.EntryAttributes:
+        return self._entry(self._make(parent_inode, name, stat.S_IFDIR | (mode & 0o7777), ctx))
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: tfu.RequestContext) -> None:
+        parent = self._get(parent_inode)
+        d = self._dir(parent_inode)
+        inode = d.entries.get(name)
+        if inode is None:
+            raise tfu.FUSEError(errno.ENOENT)
+        if inode.is_dir:
+            raise tfu.FUSEError(errno.EISDIR)
+        d.remove(name, self.dir_handles.get(parent_inode, 0))
+        inode.nlink -= 1
+        inode.touch()
+        parent.touch(m=True)
+        self._maybe_free(inode)
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: tfu.RequestContext) -> None:
+        parent = self._get(parent_inode)
+        d = self._dir(parent_inode)
+        inode = d.entries.get(name)
+        if inode is None:
+            raise tfu.FUSEError(errno.ENOENT)
+        if inode.dir is None:
+            raise tfu.FUSEError(errno.ENOTDIR)
+        if inode.dir.entries:
+            raise tfu.FUSEError(errno.ENOTEMPTY)
+        d.remove(name, self.dir_handles.get(parent_inode, 0))
+        inode.nlink = 0
+        inode.touch()
+        parent.nlink -= 1
+        parent.touch(m=True)
+        self._maybe_free(inode)
+
+    def _is_ancestor(self, a: Inode, b: Inode) -> bool:
+        """Is directory ``a`` ``b`` or one of its ancestors? (O(depth))"""
+        while True:
+            if a is b:
+                return True
+            assert b.dir is not None
+            if b.dir.parent is None:
+                return False
+            b = b.dir.parent
+
+    async def rename(
+        self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+        flags: int, ctx: tfu.RequestContext,
+    ) -> None:  # fmt: skip
+        self._check_name(name_new)
+        old_parent, new_parent = self._get(parent_inode_old), self._get(parent_inode_new)
+        old_dir, new_dir = self._dir(parent_inode_old), self._dir(parent_inode_new)
+        src = old_dir.entries.get(name_old)
+        if src is None:
+            raise tfu.FUSEError(errno.ENOENT)
+        dst = new_dir.entries.get(name_new)
+        if flags & RENAME_EXCHANGE:
+            if dst is None:
+                raise tfu.FUSEError(errno.ENOENT)
+            self._exchange(old_parent, name_old, src, new_parent, name_new, dst)
+            return
+        if dst is not None and flags & RENAME_NOREPLACE:
+            raise tfu.FUSEError(errno.EEXIST)
+        if src.is_dir and self._is_ancestor(src, new_parent):
+            raise tfu.FUSEError(errno.EINVAL)  # moving a directory into itself
+        if dst is src:
+            return  # two names of one inode: POSIX says do nothing
+        if dst is not None:
+            if src.is_dir and dst.dir is None:
+                raise tfu.FUSEError(errno.ENOTDIR)
+            if not src.is_dir and dst.is_dir:
+                raise tfu.FUSEError(errno.EISDIR)
+            if dst.dir is not None and dst.dir.entries:
+                raise tfu.FUSEError(errno.ENOTEMPTY)
+            new_dir.remove(name_new, self.dir_handles.get(new_parent.ino, 0))
+            if dst.is_dir:
+                dst.nlink = 0
+                new_parent.nlink -= 1
+            else:
+                dst.nlink -= 1
+            dst.touch()
+        old_dir.remove(name_old, self.dir_handles.get(old_parent.ino, 0))
+        new_dir.add(name_new, src)
+        if src.dir is not None and old_parent is not new_parent:
+            src.dir.parent = new_parent
+            old_parent.nlink -= 1
+            new_parent.nlink += 1
+        src.touch()
+        old_parent.touch(m=True)
+        new_parent.touch(m=True)
+        if dst is not None:
+            self._maybe_free(dst)
+
+    def _exchange(
+        self,
+        old_parent: Inode,
+        name_old: bytes,
+        src: Inode,
+        new_parent: Inode,
+        name_new: bytes,
+        dst: Inode,
+    ) -> None:
+        if src is dst:
+            return
+        for a, b in ((src, new_parent), (dst, old_parent)):
+            if a.is_dir and self._is_ancestor(a, b):
+                raise tfu.FUSEError(errno.EINVAL)
+        assert old_parent.dir is not None and new_parent.dir is not None
+        # Swap in place: both names keep their slots (and readdir cookies).
+        old_parent.dir.entries[name_old] = dst
+        new_parent.dir.entries[name_new] = src
+        if old_parent is not new_parent:
+            for moved, frm, to in ((src, old_parent, new_parent), (dst, new_parent, old_parent)):
+                if moved.dir is not None:
+                    moved.dir.parent = to
+                    frm.nlink -= 1
+                    to.nlink += 1
+        for node in (src, dst):
+            node.touch()
+        old_parent.touch(m=True)
+        new_parent.touch(m=True)
+
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: tfu.RequestContext
+    ) -> tfu.EntryAttributes:
+        self._check_name(new_name)
+        node = self._get(inode)
+        parent = self._get(new_parent_inode)
+        d = self._dir(new_parent_inode)
+        if node.is_dir:
+            raise tfu.FUSEError(errno.EPERM)
+        if parent.nlink == 0:
+            raise tfu.FUSEError(errno.ENOENT)
+        if new_name in d.entries:
+            raise tfu.FUSEError(errno.EEXIST)
+        d.add(new_name, node)
+        node.nlink += 1  # from 0 for an O_TMPFILE file being given a name
+        node.touch()
+        parent.touch(m=True)
+        return self._entry(node)
+
+    # ---- files ---------------------------------------------------------------------------------
+
+    async def open(self, inode: int, flags: int, ctx: tfu.RequestContext) -> tfu.FileInfo:
+        node = self._get(inode)
+        if node.is_dir:
+            raise tfu.FUSEError(errno.EISDIR)
+        if flags & os.O_TRUNC and node.data is not None and flags & os.O_ACCMODE != os.O_RDONLY:
+            # ATOMIC_O_TRUNC: the truncation of open(O_TRUNC) arrives here, not as setattr.
+            if node.data.size:
+                self._resize(node, 0)
+            node.touch(m=True)
+        return tfu.FileInfo(fh=self._open_handle(node, flags))
+
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: tfu.RequestContext
+    ) -> tuple[tfu.FileInfo, tfu.EntryAttributes]:
+        inode = self._make(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
+        return tfu.FileInfo(fh=self._open_handle(inode, flags)), self._entry(inode)
+
+    async def tmpfile(
+        self, parent_inode: int, mode: int, flags: int, ctx: tfu.RequestContext
+    ) -> tuple[tfu.FileInfo, tfu.EntryAttributes]:
+        # An inode without a name (nlink 0), alive through its lookup and open handle.
+        inode = self._new_child(self._get(parent_inode), stat.S_IFREG | (mode & 0o7777), ctx)
+        return tfu.FileInfo(fh=self._open_handle(inode, flags)), self._entry(inode)
+
+    def _read_atime(self, inode: Inode) -> None:
+        """relatime: update atime only if it is older than mtime/ctime or a day old."""
+        now = _now()
+        if inode.atime <= inode.mtime or inode.atime <= inode.ctime or now - inode.atime > DAY_NS:
+            inode.atime = now
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        inode, data = self._file(fh)
+        self._read_atime(inode)
+        return data.read(off, size)
+
+    async def write(self, fh: int, off: int, buf: memoryview) -> int:
+        inode, data = self._file(fh)
+        self._reserve(len(buf))
+        before = data.allocated
+        data.write(off, buf)  # copies: buf is only valid during this call
+        self._charge(inode, before)
+        inode.touch(m=True)
+        return len(buf)
+
+    async def flush(self, fh: int, lock_owner: int) -> None:
+        # close() drops the POSIX locks of the closing owner (the kernel also sends an
+        # unlock, but a lock acquired by a request still in flight is caught here).
+        inode = self._handle(fh).inode
+        if inode.plocks:
+            self._set_plock(inode, lock_owner, 0, 2**64 - 1, fcntl.F_UNLCK, 0)
+
+    async def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh, None)
+        if handle is None:
+            return
+        handle.inode.opens -= 1
+        self._maybe_free(handle.inode)
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        pass  # nothing is ever unwritten
+
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        inode, data = self._file(fh)
+        before = data.allocated
+        if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            raise tfu.FUSEError(errno.EOPNOTSUPP)
+        if mode & FALLOC_FL_PUNCH_HOLE:
+            if not mode & FALLOC_FL_KEEP_SIZE or mode & FALLOC_FL_ZERO_RANGE:
+                raise tfu.FUSEError(errno.EOPNOTSUPP)
+            data.punch(offset, length)
+        else:
+            self._reserve(length)
+            if mode & FALLOC_FL_ZERO_RANGE:
+                data.punch(offset, length)
+            data.allocate(offset, length)
+            if not mode & FALLOC_FL_KEEP_SIZE and offset + length > data.size:
+                data.size = offset + length
+        self._charge(inode, before)
+        inode.touch(m=True)
+
+    async def lseek(self, fh: int, offset: int, whence: int) -> int:
+        _, data = self._file(fh)
+        if whence not in (SEEK_DATA, SEEK_HOLE):
+            raise tfu.FUSEError(errno.EINVAL)
+        return data.seek(offset, whence)
+
+    async def copy_file_range(
+        self, fh_in: int, off_in: int, fh_out: int, off_out: int, length: int, flags: int
+    ) -> int:
+        _, src = self._file(fh_in)
+        dst_inode, dst = self._file(fh_out)
+        length = max(0, min(length, src.size - off_in))
+        done = 0
+        # In chunk-sized steps, so no copy of the whole range is held at once, and
+        # holes in the source stay holes in the destination.
+        while done < length:
+            n = min(CHUNK - (off_in + done) % CHUNK, length - done)
+            pos = off_in + done
+            if (pos // CHUNK) in src.chunks:
+                self._reserve(n)
+                before = dst.allocated
+                dst.write(off_out + done, src.read(pos, n))
+                self._charge(dst_inode, before)
+            else:
+                before = dst.allocated
+                dst.punch(off_out + done, n)
+                dst.size = max(dst.size, off_out + done + n)
+                self._charge(dst_inode, before)
+            done += n
+        if done:
+            dst_inode.touch(m=True)
+        return done
+
+    # ---- directories ---------------------------------------------------------------------------
+
+    async def opendir(self, inode: int, ctx: tfu.RequestContext) -> int:
+        node = self._get(inode)
+        if node.dir is None:
+            raise tfu.FUSEError(errno.ENOTDIR)
+        self.dir_handles[inode] = self.dir_handles.get(inode, 0) + 1
+        return self._open_handle(node, os.O_RDONLY)
+
+    async def readdir(
+        self, fh: int, start_id: int, ctx: tfu.RequestContext
+    ) -> AsyncIterator[tfu.DirEntry]:
+        node = self._handle(fh).inode
+        d = node.dir
+        assert d is not None
+        self._read_atime(node)
+        if start_id < 1:
+            yield tfu.DirEntry(b".", self._attr(node), next_id=1)
+        if start_id < 2:
+            yield tfu.DirEntry(b"..", self._attr(d.parent or node), next_id=2)
+        first = max(0, start_id - Directory.FIRST_SLOT_COOKIE + 1)
+        # Index, not iterator: entries may be added or removed between two yields.
+        i = first
+        while i < len(d.slots):
+            name = d.slots[i]
+            i += 1
+            if name is None:
+                continue
+            child = d.entries[name]
+            if (
+                yield tfu.DirEntry(
+                    name, self._attr(child), next_id=i - 1 + Directory.FIRST_SLOT_COOKIE
+                )
+            ):
+                child.lookups += 1
+
+    async def releasedir(self, fh: int) -> None:
+        handle = self.handles.get(fh)
+        if handle is not None:
+            ino = handle.inode.ino
+            left = self.dir_handles[ino] - 1
+            if left:
+                self.dir_handles[ino] = left
+            else:
+                del self.dir_handles[ino]
+                if handle.inode.dir is not None:
+                    handle.inode.dir.maybe_compact(0)
+        await self.release(fh)
+
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        pass
+
+    # ---- filesystem ----------------------------------------------------------------------------
+
+    async def statfs(self, ctx: tfu.RequestContext) -> tfu.StatvfsData:
+        blocks = self.capacity // PAGE
+        free = max(0, blocks - _round_up(self.used, PAGE) // PAGE)
+        files_free = max(0, self.max_inodes - len(self.inodes))
+        return tfu.StatvfsData(
+            f_bsize=PAGE, f_frsize=PAGE, f_blocks=blocks, f_bfree=free, f_bavail=free,
+            f_files=self.max_inodes, f_ffree=files_free, f_favail=files_free,
+            f_namemax=NAME_MAX,
+        )  # fmt: skip
+
+    async def access(self, inode: int, mode: int, ctx: tfu.RequestContext) -> None:
+        """Only called with ``-o no_default_permissions``: check the mode bits."""
+        node = self._get(inode)
+        if ctx.uid == 0 or mode == os.F_OK:
+            return
+        if ctx.uid == node.uid:
+            granted = node.mode >> 6
+        elif ctx.gid == node.gid:
+            granted = node.mode >> 3
+        else:
+            granted = node.mode
+        if mode & ~granted & 7:
+            raise tfu.FUSEError(errno.EACCES)
+
+    # ---- extended attributes -------------------------------------------------------------------
+
+    @staticmethod
+    def _check_xattr_name(name: bytes) -> None:
+        if not name.startswith(XATTR_NAMESPACES):
+            raise tfu.FUSEError(errno.EOPNOTSUPP)
+
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, flags: int, ctx: tfu.RequestContext
+    ) -> None:
+        self._check_xattr_name(name)
+        node = self._get(inode)
+        xattrs = node.xattrs
+        exists = xattrs is not None and name in xattrs
+        if flags & XATTR_CREATE and exists:
+            raise tfu.FUSEError(errno.EEXIST)
+        if flags & XATTR_REPLACE and not exists:
+            raise tfu.FUSEError(errno.ENODATA)
+        if xattrs is None:
+            xattrs = node.xattrs = {}
+        xattrs[name] = bytes(value)
+        node.touch()
+
+    async def getxattr(self, inode: int, name: bytes, ctx: tfu.RequestContext) -> bytes:
+        self._check_xattr_name(name)
+        xattrs = self._get(inode).xattrs
+        if not xattrs or name not in xattrs:
+            raise tfu.FUSEError(errno.ENODATA)
+        return xattrs[name]
+
+    async def listxattr(self, inode: int, ctx: tfu.RequestContext) -> Sequence[bytes]:
+        return list(self._get(inode).xattrs or ())
+
+    async def removexattr(self, inode: int, name: bytes, ctx: tfu.RequestContext) -> None:
+        self._check_xattr_name(name)
+        node = self._get(inode)
+        if not node.xattrs or name not in node.xattrs:
+            raise tfu.FUSEError(errno.ENODATA)
+        del node.xattrs[name]
+        node.touch()
+
+    # ---- POSIX locks ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _conflict(inode: Inode, owner: int, start: int, end: int, typ: int) -> list[int] | None:
+        """The first lock of another owner that overlaps and is incompatible."""
+        for lk in inode.plocks or ():
+            overlaps = lk[0] != owner and lk[1] <= end and start <= lk[2]
+            if overlaps and (typ == fcntl.F_WRLCK or lk[3] == fcntl.F_WRLCK):
+                return lk
+        return None
+
+    def _set_plock(
+        self, inode: Inode, owner: int, start: int, end: int, typ: int, pid: int
+    ) -> None:
+        """Replace ``owner``'s locks in [start, end] by ``typ`` (splitting its others)."""
+        kept: list[list[int]] = []
+        for lk in inode.plocks or ():
+            if lk[0] != owner or lk[2] < start or end < lk[1]:
+                kept.append(lk)
+                continue
+            if lk[1] < start:
+                kept.append([owner, lk[1], start - 1, lk[3], lk[4]])
+            if end < lk[2]:
+                kept.append([owner, end + 1, lk[2], lk[3], lk[4]])
+        if typ != fcntl.F_UNLCK:
+            kept.append([owner, start, end, typ, pid])
+        inode.plocks = kept
+        inode.wake_lock_waiters()
+
+    async def _wait_lock_change(self, inode: Inode) -> None:
+        # One event per inode, replaced after each change: a condition variable without
+        # the lock (everything runs on one trio thread). Cancelled by FUSE_INTERRUPT.
+        if inode.lock_changed is None:
+            inode.lock_changed = trio.Event()
+        await inode.lock_changed.wait()
+
+    async def getlk(self, fh: int, owner: int, lock: tfu.Lock) -> tfu.Lock:
+        inode = self._handle(fh).inode
+        lk = self._conflict(inode, owner, lock.start, lock.end, lock.type)
+        if lk is None:
+            return tfu.Lock(lock.start, lock.end, fcntl.F_UNLCK, 0)
+        return tfu.Lock(lk[1], lk[2], lk[3], lk[4])
+
+    async def setlk(self, fh: int, owner: int, lock: tfu.Lock, wait: bool) -> None:
+        inode = self._handle(fh).inode
+        if lock.type != fcntl.F_UNLCK:
+            while self._conflict(inode, owner, lock.start, lock.end, lock.type):
+                if not wait:
+                    raise tfu.FUSEError(errno.EAGAIN)
+                await self._wait_lock_change(inode)
+        self._set_plock(inode, owner, lock.start, lock.end, lock.type, lock.pid)
+
+    # ---- BSD locks -----------------------------------------------------------------------------
+
+    async def flock(self, fh: int, owner: int, operation: int, wait: bool) -> None:
+        inode = self._handle(fh).inode
+        if inode.flocks is None:
+            inode.flocks = {}
+        flocks = inode.flocks
+        if operation == fcntl.LOCK_UN:
+            if flocks.pop(owner, None) is not None:
+                inode.wake_lock_waiters()
+            return
+        # A conversion first drops the lock held (as flock(2) does, non-atomically).
+        if flocks.pop(owner, None) is not None:
+            inode.wake_lock_waiters()
+        while any(
+            o != owner and (operation == fcntl.LOCK_EX or m == fcntl.LOCK_EX)
+            for o, m in flocks.items()
+        ):
+            if not wait:
+                raise tfu.FUSEError(errno.EWOULDBLOCK)
+            await self._wait_lock_change(inode)
+        flocks[owner] = operation
+
+    # ---- for tests -----------------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        """Assert the counts are consistent (O(number of files): for tests only)."""
+        links: dict[int, int] = {}
+        reachable = 0
+        for inode in self.inodes.values():
+            assert inode.lookups >= 0 and inode.opens >= 0, inode.ino
+            if inode.dir is not None and inode.nlink:
+                reachable += 1
+                subdirs = 0
+                for child in inode.dir.entries.values():
+                    links[child.ino] = links.get(child.ino, 0) + 1
+                    subdirs += child.is_dir
+                assert inode.nlink == 2 + subdirs, (inode.ino, inode.nlink, subdirs)
+        for inode in self.inodes.values():
+            if inode.dir is None:
+                assert inode.nlink == links.get(inode.ino, 0), (inode.ino, inode.nlink)
+            if not (inode.nlink or inode.lookups or inode.opens):
+                assert inode.ino == tfu.ROOT_INODE, f"inode {inode.ino} should be freed"
+        assert self.used == sum(i.data.allocated for i in self.inodes.values() if i.data), "used"
+
+
+# ---- command line ------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``512m``, ``100k`` or a plain number of bytes."""
+    m = re.fullmatch(r"(\d+)([kmgtKMGT]?)[iI]?[bB]?", text.strip())
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(m.group(1)) * _SIZE_SUFFIX[m.group(2).lower()]
+
+
+def split_options(text: str) -> list[str]:
+    """Split ``-o`` text at commas; ``\\,`` is a comma inside a value (as in libfuse),
+    so that a value with a comma reaches the framework, which refuses it."""
+    return [p.replace("\0", ",") for p in text.replace("\\,", "\0").split(",") if p]
+
+
+_FLAGS = {
+    "allow_other": ("allow_other", True), "default_permissions": ("default_permissions", True),
+    "no_default_permissions": ("default_permissions", False), "ro": ("read_only", True),
+    "rw": ("read_only", False), "writeback_cache": ("writeback_cache", True),
+    "posix_acl": ("posix_acl", True), "auto_unmount": ("auto_unmount", True),
+}  # fmt: skip
+_VALUES: dict[str, Any] = {
+    "fsname": str, "subtype": str, "max_write": int, "max_pages": int, "max_readahead": int,
+    "max_background": int, "congestion_threshold": int, "time_gran": int, "poll_us": int,
+    "ring_depth": int, "entry_timeout": float, "attr_timeout": float,
+}  # fmt: skip
+
+
+def build_options(
+    opts: Sequence[str], transport: str, debug: bool
+) -> tuple[tfu.Options, dict[str, int]]:
+    """Map ``-o`` options to Options fields; memfs's own ``size=`` and ``nr_inodes=``
+    to MemFS arguments; anything else to ``Options.extra``. Raises OptionError."""
+    kw: dict[str, Any] = {
+        "fsname": "memfs",
+        "subtype": "memfs",
+        "transport": transport,
+        "debug": debug,
+    }
+    fs_args: dict[str, int] = {}
+    extra: list[str] = []
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        try:
+            if key in _FLAGS and not sep:
+                field, flag = _FLAGS[key]
+                kw[field] = flag
+            elif key in _VALUES and sep:
+                kw[key] = _VALUES[key](value)
+            elif key == "size" and sep:
+                fs_args["capacity"] = parse_size(value)
+            elif key == "nr_inodes" and sep:
+                fs_args["max_inodes"] = parse_size(value)
+            else:
+                extra.append(opt)
+        except ValueError as exc:
+            raise tfu.OptionError(f"bad value for mount option {key}: {exc}") from None
+    return tfu.Options(extra=tuple(extra), **kw), fs_args
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mountpoint")
+    parser.add_argument("--transport", choices=["auto", "uring", "devfuse"], default="auto")
+    parser.add_argument("--debug", action="store_true", help="log every request and reply")
+    parser.add_argument("--size", type=parse_size, help="data capacity, e.g. 4G (default 4G)")
+    parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
+                        help="mount options: allow_other, ro, fsname=, max_write=, size=, "
+                        "nr_inodes=, ...; others are passed to mount(2)")  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        options, fs_args = build_options(
+            [o for text in args.options for o in split_options(text)], args.transport, args.debug
+        )
+    except tfu.OptionError as exc:
+        print(f"memfs: {exc}", file=sys.stderr)
+        return 2
+    if args.size is not None:
+        fs_args["capacity"] = args.size
+    try:
+        stats = tfu.run(MemFS(**fs_args), args.mountpoint, options)
+    except BaseException as exc:  # trio wraps errors from inside run in ExceptionGroups
+        err = _unwrap(exc)
+        if isinstance(err, tfu.OptionError):
+            print(f"memfs: {err}", file=sys.stderr)
+            return 2
+        if isinstance(err, tfu.UringUnavailable | tfu.MountError | OSError):
+            print(f"memfs: {err}", file=sys.stderr)
+            return 1
+        raise
+    result = {"requests": stats.get("requests", {}), "errors": stats.get("errors", 0)}
+    result.update({k: v for k, v in stats.items() if k not in result})
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
