@@ -51,10 +51,14 @@ class Recorder:
     def __init__(self) -> None:
         self.replies: list[Reply] = []
         self.slots: list[Any] = []
+        self.released: list[int] = []  # requests that take no reply (FORGET...)
 
     def reply(self, slot: Any, unique: int, error: int, body: Any) -> None:
         self.slots.append(slot)
         self.replies.append((unique, error, None if body is None else bytes(body)))
+
+    def no_reply(self, slot: Any, unique: int) -> None:
+        self.released.append(unique)
 
 
 def request(
@@ -520,12 +524,6 @@ async def test_readdir_not_an_iterator(caplog: pytest.LogCaptureFixture) -> None
     assert "readdir()" in msg and "async iterator" in msg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ops/_dispatch.py Dispatcher._readdir: an `async def readdir` that returns "
-    "(instead of yielding) leaves its coroutine un-awaited: RuntimeWarning 'coroutine ... was "
-    "never awaited' (an error under filterwarnings=error); close() it before raising _BadReturn",
-)
 async def test_readdir_coroutine_instead_of_generator_is_closed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -680,11 +680,17 @@ def test_negotiate_init_older_kernel_minor() -> None:
     assert neg.minor == 40 and neg.setxattr_ext
 
 
-@pytest.mark.parametrize(("given", "sent"), [(0, 1), (1, 1), (70000, 65535)])
-def test_negotiate_init_max_pages_clamped(given: int, sent: int) -> None:
+@pytest.mark.parametrize(
+    ("given", "limit", "sent"), [(0, 256, 1), (1, 256, 1), (70000, 100000, 65535), (512, 256, 256)]
+)
+def test_negotiate_init_max_pages_clamped(given: int, limit: int, sent: int) -> None:
+    # Clamped to the u16 field and to the kernel's fs.fuse.max_pages_limit, so ring
+    # payload buffers are never larger than what the kernel can use.
     req = decode(raw(INIT, init_in(flags=FUSE_MAX_PAGES)))
     assert isinstance(req, P.Init)
-    body, neg = P.negotiate_init(req, P.InitConfig(want=0, max_pages=given))
+    body, neg = P.negotiate_init(
+        req, P.InitConfig(want=0, max_pages=given, max_pages_limit=limit)
+    )
     assert unpack_init_out(body)["max_pages"] == sent == neg.max_pages
 
 
@@ -768,21 +774,11 @@ def test_timeouts_split(t: float, sec: int, nsec: int) -> None:
     assert got_nsec < 1_000_000_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG _protocol._split_timeout: int(math.inf) raises OverflowError; "
-    "libfuse clamps huge timeouts to the field maximum",
-)
 def test_infinite_timeout_means_cache_forever() -> None:
     out = P.encode_entry(EntryAttributes(st_ino=1, entry_timeout=float("inf")))
     assert struct.unpack_from("<Q", out, 16)[0] == 2**64 - 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG _protocol._attr_tuple: negative (pre-1970) timestamps raise struct.error; "
-    "the kernel reads fuse_attr.atime as s64 and libfuse stores time_t two's complement",
-)
 def test_pre_epoch_timestamps() -> None:
     a = EntryAttributes(st_ino=1, st_mtime_ns=-1_500_000_000)  # 1969-12-31T23:59:58.5
     out = P.encode_attr(a)

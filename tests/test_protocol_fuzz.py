@@ -557,8 +557,10 @@ def test_timeouts_exact_or_refused(t: float) -> None:
         assert math.isnan(t) or t >= 2**64
         return
     sec, nsec = struct.unpack_from("<QI", out)
-    if t <= 0:
+    if not t > 0:  # zero, negative or NaN: no caching
         assert (sec, nsec) == (0, 0)
+    elif t >= 2**64 - 1:  # huge or infinite: cache "forever", clamped like libfuse
+        assert (sec, nsec) == (2**64 - 1, 0)
     else:
         assert sec == int(t)
         assert 0 <= nsec < 10**9

@@ -811,20 +811,27 @@ def out_header(length: int, error: int, unique: int) -> bytes:
     return _abi.FUSE_OUT_HEADER.pack(length, error, unique)
 
 
+_U64 = (1 << 64) - 1
+
+
 def _split_timeout(t: float) -> tuple[int, int]:
-    if t <= 0:
+    """Seconds and nanoseconds for the kernel; huge values (and inf) mean "forever"."""
+    if not t > 0:  # also NaN
         return 0, 0
+    if t >= _U64:
+        return _U64, 0
     sec = int(t)
     return sec, min(int((t - sec) * 1e9), 999_999_999)
 
 
 def _attr_tuple(a: EntryAttributes) -> tuple[int, ...]:
+    # The kernel reads the seconds as signed 64-bit: pre-1970 times are two's complement.
     atime, atimens = divmod(a.st_atime_ns, 1_000_000_000)
     mtime, mtimens = divmod(a.st_mtime_ns, 1_000_000_000)
     ctime, ctimens = divmod(a.st_ctime_ns, 1_000_000_000)
     return (
-        a.st_ino, a.st_size, a.st_blocks, atime, mtime, ctime, atimens, mtimens, ctimens,
-        a.st_mode, a.st_nlink, a.st_uid, a.st_gid, a.st_rdev, a.st_blksize, 0,
+        a.st_ino, a.st_size, a.st_blocks, atime & _U64, mtime & _U64, ctime & _U64, atimens,
+        mtimens, ctimens, a.st_mode, a.st_nlink, a.st_uid, a.st_gid, a.st_rdev, a.st_blksize, 0,
     )  # fmt: skip
 
 
@@ -905,6 +912,8 @@ class InitConfig:
     max_background: int = 64
     congestion_threshold: int = 48
     time_gran: int = 1
+    #: The kernel's fs.fuse.max_pages_limit: more pages than this are never used.
+    max_pages_limit: int = 256
 
 
 def negotiate_init(req: Init, cfg: InitConfig) -> tuple[bytes, Negotiated]:
@@ -923,7 +932,7 @@ def negotiate_init(req: Init, cfg: InitConfig) -> tuple[bytes, Negotiated]:
     want = cfg.want | InitFlag.INIT_EXT | InitFlag.MAX_PAGES
     flags = req.flags & want
     max_write = max(4096, cfg.max_write)
-    max_pages = max(1, min(cfg.max_pages, 0xFFFF))
+    max_pages = max(1, min(cfg.max_pages, cfg.max_pages_limit, 0xFFFF))
     neg = Negotiated(
         minor=min(req.minor, _abi.KERNEL_MINOR_VERSION),
         flags=flags,

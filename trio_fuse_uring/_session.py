@@ -81,6 +81,14 @@ def init_flags_for(ops: Operations, options: Options, uring: bool) -> int:
     return want
 
 
+def _max_pages_limit() -> int:
+    try:
+        with open("/proc/sys/fs/fuse/max_pages_limit") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 256
+
+
 class Mount:
     """A mounted filesystem, as yielded by :func:`mount`.
 
@@ -221,8 +229,8 @@ class _Session:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
+            await self._init()
             async with trio.open_nursery() as nursery:
-                await self._init()
                 assert self.devfuse is not None
                 await nursery.start(self.devfuse.serve)
                 if self.ring is not None:
@@ -262,6 +270,7 @@ class _Session:
             want=want, max_write=opts.max_write, max_pages=opts.max_pages,
             max_readahead=opts.max_readahead, max_background=opts.max_background,
             congestion_threshold=opts.congestion_threshold, time_gran=opts.time_gran,
+            max_pages_limit=_max_pages_limit(),
         )  # fmt: skip
         body, self.neg = P.negotiate_init(req, cfg)
         if use_uring:
@@ -411,12 +420,28 @@ async def mount(
                 with trio.CancelScope(shield=True):
                     await session.shutdown()
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Our nursery is an implementation detail: a single error (the body's own, or
+        # why mounting failed) reaches the caller as itself, not wrapped in a group.
+        leaf = _single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None
     finally:
         session.fd.close()
         with trio.CancelScope(shield=True):
             if _mountlib.is_mountpoint(handle.mountpoint):
                 await trio.to_thread.run_sync(lambda: _mountlib.unmount(handle, lazy=True))
             await trio.to_thread.run_sync(_mountlib.release_helper, handle)
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def serve(

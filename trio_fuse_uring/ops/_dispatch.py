@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import inspect
 import logging
 import os
 import time
@@ -476,7 +477,9 @@ class Dispatcher:
         it = self.ops.readdir(r.fh, r.offset, self._ctx(r))
         asend = getattr(it, "asend", None)
         if asend is None and not hasattr(it, "__anext__"):
-            raise _BadReturn("readdir", "an async iterator of DirEntry", it)
+            if inspect.iscoroutine(it):
+                it.close()  # an `async def` that returns instead of yielding
+            raise _BadReturn("readdir", "an async iterator of DirEntry (use yield)", it)
         try:
             entry = await it.__anext__()
             while True:

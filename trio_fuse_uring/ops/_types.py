@@ -83,8 +83,9 @@ class EntryAttributes:
             raise ValueError(
                 f"st_mode {self.st_mode:#o} has no file type bits: use e.g. stat.S_IFREG | 0o644"
             )
-        if (self.entry_timeout or 0) < 0 or (self.attr_timeout or 0) < 0:
-            raise ValueError("entry_timeout and attr_timeout must be >= 0")
+        for t in (self.entry_timeout, self.attr_timeout):
+            if t is not None and not t >= 0:  # rejects NaN too
+                raise ValueError("entry_timeout and attr_timeout must be >= 0 (or None)")
 
 
 @dataclass(slots=True)

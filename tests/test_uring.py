@@ -1,0 +1,154 @@
+"""What only the io-uring transport does: per-CPU queues, fallback, shutdown under load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import client, require
+from hello import HelloFS
+
+import trio_fuse_uring as tfu
+from trio_fuse_uring import _abi
+from trio_fuse_uring._uring_support import possible_cpus
+
+_STAT_LOOP = """
+import os, sys
+os.sched_setaffinity(0, {int(sys.argv[2])})
+for _ in range(int(sys.argv[3])):
+    os.stat(sys.argv[1])
+"""
+
+
+def _queue_requests(m: tfu.Mount) -> dict[int, int]:
+    return {q["qid"]: q["requests"] for q in m.stats()["ring"]["queues"]}
+
+
+def _ring_threads() -> list[str]:
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith("tfu-q"):
+            names.append(name)
+    return names
+
+
+async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
+    require("uring")
+    online = sorted(os.sched_getaffinity(0))
+    path = tmp_path / "m"
+    path.mkdir()
+    async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring", attr_timeout=0, entry_timeout=0)) as m:
+        assert len(m.stats()["ring"]["queues"]) == len(possible_cpus())
+        assert sorted(_ring_threads()) == sorted(f"tfu-q{c}" for c in online)
+        for cpu in online:
+            before = _queue_requests(m)
+            await trio.run_process(
+                [sys.executable, "-c", _STAT_LOOP, str(path / "hello"), str(cpu), "200"]
+            )
+            after = _queue_requests(m)
+            grown = {q: after[q] - before[q] for q in after}
+            # Every stat is a LOOKUP + GETATTR (timeouts 0), all on the pinned CPU's queue.
+            assert grown[cpu] >= 200, grown
+            assert sum(grown.values()) - grown[cpu] <= 5, grown
+    assert _ring_threads() == []
+
+
+@pytest.fixture
+def uring_disabled():
+    """Flip enable_uring to N for one mount; always restored."""
+    require("uring")
+    with open(_abi.ENABLE_URING_PARAM) as f:
+        old = f.read().strip()
+    with open(_abi.ENABLE_URING_PARAM, "w") as f:
+        f.write("N")
+    try:
+        yield
+    finally:
+        with open(_abi.ENABLE_URING_PARAM, "w") as f:
+            f.write(old)
+
+
+async def test_auto_falls_back_and_says_why(tmp_path, uring_disabled, caplog):
+    path = tmp_path / "m"
+    path.mkdir()
+    async with tfu.mount(HelloFS(), path, tfu.Options(transport="auto")) as m:
+        assert m.transport == "devfuse"
+        assert "enable_uring=N" in m.transport_reason
+        assert "echo Y > /sys/module/fuse/parameters/enable_uring" in m.transport_reason
+        assert await client(Path(path, "hello").read_bytes)
+    assert "using /dev/fuse" in caplog.text
+
+
+async def test_uring_demanded_but_disabled_is_a_clear_error(tmp_path, uring_disabled):
+    path = tmp_path / "m"
+    path.mkdir()
+    with pytest.raises(tfu.UringUnavailable, match="echo Y > /sys/module/fuse/parameters"):
+        async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring")):
+            pytest.fail("mounted over io-uring although it is disabled")
+    from trio_fuse_uring._mountlib import is_mountpoint
+
+    assert not is_mountpoint(str(path))
+
+
+_HAMMER = """
+import os, sys
+os.sched_setaffinity(0, {int(sys.argv[2])})
+print("go", flush=True)
+n = 0
+while True:
+    try:
+        os.stat(sys.argv[1])
+        with open(sys.argv[1], "rb") as f:
+            f.read()
+    except OSError as e:
+        print("stopped", e.errno, n, flush=True)
+        break
+    n += 1
+"""
+
+
+async def test_unmount_under_load_leaves_nothing(tmp_path, transport):
+    """Clients on every CPU hammer the mount while it is unmounted: they get errors,
+    never hang, and no thread, fd or mount is left behind."""
+    fds_before = set(os.listdir("/proc/self/fd"))
+    path = tmp_path / "m"
+    path.mkdir()
+    procs = []
+    async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport, attr_timeout=0)) as m:
+        for cpu in sorted(os.sched_getaffinity(0)):
+            p = await trio.lowlevel.open_process(
+                [sys.executable, "-c", _HAMMER, str(path / "hello"), str(cpu)],
+                stdout=subprocess.PIPE,
+            )
+            procs.append(p)
+        for p in procs:
+            assert p.stdout is not None
+            with trio.fail_after(10):
+                assert b"go" in await p.stdout.receive_some()
+        await trio.sleep(0.5)
+        served = m.stats()["requests"][transport]
+        assert served > 100
+    try:
+        with trio.fail_after(15):
+            for p in procs:
+                await p.wait()
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+            assert p.stdout is not None
+            await p.stdout.aclose()
+    assert _ring_threads() == []
+    assert set(os.listdir("/proc/self/fd")) - fds_before == set()
+    from trio_fuse_uring._mountlib import is_mountpoint
+
+    assert not is_mountpoint(str(path))
