@@ -104,6 +104,10 @@ def check_mountpoint(mountpoint: str) -> str:
     path = os.path.abspath(mountpoint)
     try:
         st = os.stat(path)
+        if is_mountpoint(path):
+            # A dead FUSE mount may still answer stat() from cached attributes;
+            # statfs always asks its (dead) daemon.
+            os.statvfs(path)
     except FileNotFoundError:
         raise MountError(errno.ENOENT, f"mountpoint {path} does not exist: create it first") from None
     except OSError as exc:

@@ -1,0 +1,174 @@
+"""A daemon's life from outside: signals, unprivileged mounts, aborts, a killed daemon."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import REPO, client
+from hello import HELLO_DATA, HelloFS
+
+import trio_fuse_uring as tfu
+from trio_fuse_uring._mountlib import connection_id, is_mountpoint
+
+NOBODY = 65534
+HELLO = str(REPO / "examples" / "hello.py")
+
+
+async def _wait_mounted(path: str, proc: trio.Process | None = None, timeout: float = 15) -> None:
+    with trio.fail_after(timeout):
+        while not is_mountpoint(path):
+            if proc is not None and proc.returncode is not None:
+                pytest.fail(f"daemon exited with {proc.returncode} before mounting")
+            await trio.sleep(0.02)
+
+
+def _as_nobody() -> list[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A mountpoint another uid can reach (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="tfu-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    mnt = d / "mnt"
+    mnt.mkdir()
+    os.chown(mnt, NOBODY, NOBODY)
+    yield mnt
+    if is_mountpoint(str(mnt)):
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_signal_unmounts_and_exits_zero(transport, public_dir, signum):
+    mnt = str(public_dir)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, HELLO, mnt, "--transport", transport],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await _wait_mounted(mnt, proc)
+        assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
+        proc.send_signal(signum)
+        with trio.fail_after(15):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        assert proc.stderr is not None
+        await proc.stderr.aclose()
+    assert proc.returncode == 0
+    assert not is_mountpoint(mnt)
+
+
+async def test_unprivileged_user_mounts_through_fusermount3(transport, public_dir):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or not shutil.which("fusermount3"):
+        pytest.skip("needs root (to become another uid), setpriv and fusermount3")
+    mnt = str(public_dir)
+    proc = await trio.lowlevel.open_process(
+        [*_as_nobody(), sys.executable, HELLO, mnt, "--transport", transport],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await _wait_mounted(mnt, proc)
+        with open("/proc/self/mountinfo") as f:
+            line = next(line for line in f if f" {mnt} " in line)
+        assert f"user_id={NOBODY}" in line
+        # Only the mounting user may enter a FUSE mount without allow_other; root too
+        # is refused.
+        cat = await trio.run_process([*_as_nobody(), "cat", f"{mnt}/hello"], capture_stdout=True)
+        assert cat.stdout == HELLO_DATA
+        with pytest.raises(PermissionError):
+            await client(os.stat, f"{mnt}/hello")
+        await trio.run_process([*_as_nobody(), "fusermount3", "-u", mnt])
+        with trio.fail_after(15):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        assert proc.stderr is not None
+        log = await proc.stderr.receive_some()
+        await proc.stderr.aclose()
+    assert proc.returncode == 0, log
+    assert f"over {'uring' if transport == 'uring' else 'devfuse'}".encode() in log
+    assert not is_mountpoint(mnt)
+
+
+async def test_abort_through_fusectl_ends_the_session(transport, tmp_path):
+    if not os.path.isdir("/sys/fs/fuse/connections") or not os.listdir("/sys/fs/fuse/connections"):
+        pytest.skip("fusectl is not mounted")
+    path = tmp_path / "m"
+    path.mkdir()
+    async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport)) as m:
+        assert await client(Path(path, "hello").read_bytes) == HELLO_DATA
+        conn = connection_id(str(path))
+        with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
+            f.write("1")
+        with trio.fail_after(10):
+            await m.wait_unmounted()
+        with pytest.raises(OSError) as exc:
+            await client(os.stat, path / "hello")
+        assert exc.value.errno == errno.ENOTCONN
+    assert not is_mountpoint(str(path))
+
+
+_DAEMON = """
+import sys
+sys.path.insert(0, sys.argv[3])
+import logging, trio_fuse_uring as tfu
+from hello import HelloFS
+logging.basicConfig(level=logging.INFO)
+tfu.run(HelloFS(), sys.argv[1], tfu.Options(transport=sys.argv[2], auto_unmount=sys.argv[4] == "1"))
+"""
+
+
+async def test_killed_daemon_gives_enotconn_not_a_hang(transport, public_dir):
+    mnt = str(public_dir)
+    cmd = [sys.executable, "-c", _DAEMON, mnt, transport, str(REPO / "examples"), "0"]
+    proc = await trio.lowlevel.open_process(cmd, stderr=subprocess.DEVNULL)
+    await _wait_mounted(mnt, proc)
+    assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
+    proc.kill()
+    await proc.wait()
+    with pytest.raises(OSError) as exc:
+        await client(os.stat, f"{mnt}/hello", timeout=10)
+    # ENOTCONN; over io-uring the kernel's abort path may answer ECONNABORTED first.
+    assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    with pytest.raises(OSError) as exc:
+        await client(os.statvfs, mnt, timeout=10)
+    assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    # Mounting on the dead mount is refused with a message that says how to clear it.
+    with pytest.raises(tfu.MountError, match="fusermount3 -u"):
+        async with tfu.mount(HelloFS(), mnt, tfu.Options(transport=transport)):
+            pass
+
+
+async def test_killed_daemon_gives_enotconn_and_auto_unmount_clears(transport, public_dir):
+    """With auto_unmount, fusermount3 clears the mount of a SIGKILLed daemon, so a new
+    daemon can mount at the same place."""
+    mnt = str(public_dir)
+    cmd = [sys.executable, "-c", _DAEMON, mnt, transport, str(REPO / "examples"), "1"]
+    proc = await trio.lowlevel.open_process(cmd, stderr=subprocess.DEVNULL)
+    await _wait_mounted(mnt, proc)
+    assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
+    proc.kill()
+    await proc.wait()
+    with trio.fail_after(10):
+        while is_mountpoint(mnt):  # fusermount3 notices the dead daemon and unmounts
+            await trio.sleep(0.05)
+    # A new daemon mounts on the same mountpoint and serves.
+    async with tfu.mount(HelloFS(), mnt, tfu.Options(transport=transport)):
+        assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
