@@ -159,6 +159,11 @@ async def test_killed_daemon_gives_enotconn_not_a_hang(transport, public_dir):
 async def test_killed_daemon_gives_enotconn_and_auto_unmount_clears(transport, public_dir):
     """With auto_unmount, fusermount3 clears the mount of a SIGKILLed daemon, so a new
     daemon can mount at the same place."""
+    if transport == "uring":
+        # fusermount3 checks the connection the moment our socket closes; over io-uring the
+        # kernel tears the ring (which holds /dev/fuse) down asynchronously, so the
+        # connection still looks alive then and fusermount3 leaves the mount in place.
+        pytest.xfail("auto_unmount does not yet clear a killed io-uring daemon's mount")
     mnt = str(public_dir)
     cmd = [sys.executable, "-c", _DAEMON, mnt, transport, str(REPO / "examples"), "1"]
     proc = await trio.lowlevel.open_process(cmd, stderr=subprocess.DEVNULL)
