@@ -1,7 +1,7 @@
 """The smallest useful filesystem: one read-only file, ``hello``.
 
-    python examples/hello.py MOUNTPOINT      # serves until Ctrl-C or `umount MOUNTPOINT`
-    cat MOUNTPOINT/hello
+python examples/hello.py MOUNTPOINT      # serves until Ctrl-C or `umount MOUNTPOINT`
+cat MOUNTPOINT/hello
 """
 
 from __future__ import annotations

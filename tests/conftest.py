@@ -99,6 +99,4 @@ async def mount_ops(tmp_path: Path, transport: str) -> AsyncIterator[MountOps]:
 async def client(fn: Callable[..., T], *args: Any, timeout: float = 30) -> T:
     """Run a blocking filesystem call in a worker thread, bounded in time."""
     with trio.fail_after(timeout):
-        return await trio.to_thread.run_sync(
-            functools.partial(fn, *args), abandon_on_cancel=True
-        )
+        return await trio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)

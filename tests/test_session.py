@@ -266,9 +266,9 @@ async def test_notifications_invalidate_cache(mount_ops):
 
 async def _settle(m: tfu.Mount) -> None:
     """Wait until queued notifications were written."""
-    s = m._s  # noqa: SLF001
+    s = m._s
     with trio.fail_after(10):
-        while s.notifier._recv.statistics().current_buffer_used:  # noqa: SLF001
+        while s.notifier._recv.statistics().current_buffer_used:
             await trio.sleep(0.01)
         await trio.sleep(0.05)
 
@@ -313,4 +313,3 @@ async def test_debug_trace(mount_ops, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("rx ") and "LOOKUP n1 name=b'hello'" in line for line in lines)
     assert any(line.startswith("tx ") and " OK " in line and "ms)" in line for line in lines)
-

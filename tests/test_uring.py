@@ -46,7 +46,9 @@ async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
     online = sorted(os.sched_getaffinity(0))
     path = tmp_path / "m"
     path.mkdir()
-    async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring", attr_timeout=0, entry_timeout=0)) as m:
+    async with tfu.mount(
+        HelloFS(), path, tfu.Options(transport="uring", attr_timeout=0, entry_timeout=0)
+    ) as m:
         assert len(m.stats()["ring"]["queues"]) == len(possible_cpus())
         assert sorted(_ring_threads()) == sorted(f"tfu-q{c}" for c in online)
         for cpu in online:

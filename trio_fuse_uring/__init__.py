@@ -7,6 +7,8 @@ travel over FUSE-over-io-uring when the kernel allows it, else over /dev/fuse.
 Implementation modules are private (``_name``); everything public is re-exported here.
 """
 
+import contextlib
+
 from ._abi import ROOT_ID as ROOT_INODE
 from ._devfuse import ConnectionGone as ConnectionGone
 from ._mountlib import MountError as MountError
@@ -51,7 +53,7 @@ from .ops import (
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     # running a filesystem
     "Mount",
     "Options",
@@ -84,10 +86,8 @@ def _fixup_module_metadata() -> None:
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("trio_fuse_uring."):
-            try:
+            with contextlib.suppress(AttributeError, TypeError):
                 obj.__module__ = "trio_fuse_uring"
-            except (AttributeError, TypeError):
-                pass
 
 
 _fixup_module_metadata()

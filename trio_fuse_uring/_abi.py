@@ -194,6 +194,11 @@ IOCTL_RETRY = 1 << 2
 IOCTL_32BIT = 1 << 3
 IOCTL_DIR = 1 << 4
 
+# renameat2(2) flags (include/uapi/linux/fs.h), carried in fuse_rename2_in.flags.
+RENAME_NOREPLACE = 1 << 0
+RENAME_EXCHANGE = 1 << 1
+RENAME_WHITEOUT = 1 << 2
+
 #: Largest error a reply may carry (the kernel rejects errors <= -512).
 MAX_ERRNO = 511
 
@@ -202,13 +207,17 @@ COMPAT_SETXATTR_IN_SIZE = 8
 
 # --- struct layouts (little-endian, no padding: every FUSE struct is naturally packed) ---
 
-FUSE_IN_HEADER = struct.Struct("<IIQQIIIHH")  # len opcode unique nodeid uid gid pid total_extlen padding
+FUSE_IN_HEADER = struct.Struct(
+    "<IIQQIIIHH"
+)  # len opcode unique nodeid uid gid pid total_extlen padding
 FUSE_OUT_HEADER = struct.Struct("<IiQ")  # len error unique
 FUSE_ATTR = struct.Struct("<QQQQQQIIIIIIIIII")
 # ino size blocks atime mtime ctime atimensec mtimensec ctimensec mode nlink uid gid rdev blksize flags
 FUSE_ENTRY_OUT = struct.Struct("<QQQQII" + FUSE_ATTR.format[1:])
 # nodeid generation entry_valid attr_valid entry_valid_nsec attr_valid_nsec attr...
-FUSE_ATTR_OUT = struct.Struct("<QII" + FUSE_ATTR.format[1:])  # attr_valid attr_valid_nsec dummy attr...
+FUSE_ATTR_OUT = struct.Struct(
+    "<QII" + FUSE_ATTR.format[1:]
+)  # attr_valid attr_valid_nsec dummy attr...
 FUSE_FORGET_IN = struct.Struct("<Q")
 FUSE_FORGET_ONE = struct.Struct("<QQ")
 FUSE_BATCH_FORGET_IN = struct.Struct("<II")
@@ -228,7 +237,9 @@ FUSE_FLUSH_IN = struct.Struct("<QIIQ")  # fh unused padding lock_owner
 FUSE_READ_IN = struct.Struct("<QQIIQII")  # fh offset size read_flags lock_owner flags padding
 FUSE_WRITE_IN = struct.Struct("<QQIIQII")  # fh offset size write_flags lock_owner flags padding
 FUSE_WRITE_OUT = struct.Struct("<II")  # size padding
-FUSE_STATFS_OUT = struct.Struct("<QQQQQIIII24x")  # blocks bfree bavail files ffree bsize namelen frsize padding spare[6]
+FUSE_STATFS_OUT = struct.Struct(
+    "<QQQQQIIII24x"
+)  # blocks bfree bavail files ffree bsize namelen frsize padding spare[6]
 FUSE_FSYNC_IN = struct.Struct("<QII")  # fh fsync_flags padding
 FUSE_SETXATTR_IN = struct.Struct("<IIII")  # size flags setxattr_flags padding
 FUSE_SETXATTR_IN_COMPAT = struct.Struct("<II")  # size flags
@@ -254,7 +265,9 @@ FUSE_NOTIFY_POLL_WAKEUP_OUT = struct.Struct("<Q")  # kh
 FUSE_FALLOCATE_IN = struct.Struct("<QQQII")  # fh offset length mode padding
 FUSE_LSEEK_IN = struct.Struct("<QQII")  # fh offset whence padding
 FUSE_LSEEK_OUT = struct.Struct("<Q")
-FUSE_COPY_FILE_RANGE_IN = struct.Struct("<QQQQQQQ")  # fh_in off_in nodeid_out fh_out off_out len flags
+FUSE_COPY_FILE_RANGE_IN = struct.Struct(
+    "<QQQQQQQ"
+)  # fh_in off_in nodeid_out fh_out off_out len flags
 FUSE_COPY_FILE_RANGE_OUT = struct.Struct("<Q")  # bytes_copied (COPY_FILE_RANGE_64)
 FUSE_SYNCFS_IN = struct.Struct("<Q")
 FUSE_STATX_IN = struct.Struct("<IIQII")  # getattr_flags reserved fh sx_flags sx_mask

@@ -109,7 +109,9 @@ def check_mountpoint(mountpoint: str) -> str:
             # statfs always asks its (dead) daemon.
             os.statvfs(path)
     except FileNotFoundError:
-        raise MountError(errno.ENOENT, f"mountpoint {path} does not exist: create it first") from None
+        raise MountError(
+            errno.ENOENT, f"mountpoint {path} does not exist: create it first"
+        ) from None
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
             raise MountError(
@@ -153,7 +155,10 @@ def _mount_direct(path: str, options: Options) -> MountHandle:
     try:
         flags, data = _split_flags(options)
         kopts = [
-            f"fd={fd}", "rootmode=40000", f"user_id={os.geteuid()}", f"group_id={os.getegid()}"
+            f"fd={fd}",
+            "rootmode=40000",
+            f"user_id={os.geteuid()}",
+            f"group_id={os.getegid()}",
         ]
         if options.default_permissions:
             kopts.append("default_permissions")
@@ -182,12 +187,8 @@ def _mount_fusermount(path: str, options: Options) -> MountHandle:
         )
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ, _FUSE_COMMFD=str(theirs.fileno()))
-    flags, data = _split_flags(options)
-    fm_opts = options.fusermount_options()
-    for name, bit in _FLAG_OPTIONS.items():
-        if bit and flags & bit and name not in ("nosuid", "nodev", "ro"):
-            fm_opts += "," + name
-    cmd = [helper, "-o", fm_opts, "--", path]
+    # fusermount3 understands generic flags (noatime...) and FUSE options alike.
+    cmd = [helper, "-o", options.fusermount_options(), "--", path]
     try:
         proc = subprocess.Popen(
             cmd, env=env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
@@ -196,14 +197,15 @@ def _mount_fusermount(path: str, options: Options) -> MountHandle:
     finally:
         theirs.close()
     try:
-        msg, fds, _flags, _addr = socket.recv_fds(ours, 1, 1)
+        _msg, fds, _flags, _addr = socket.recv_fds(ours, 1, 1)
     except OSError:
         fds = []
     if not fds:
         _, err = proc.communicate(timeout=10)
         ours.close()
         raise MountError(
-            errno.EPERM, f"fusermount3 could not mount {path}: {err.decode(errors='replace').strip()}"
+            errno.EPERM,
+            f"fusermount3 could not mount {path}: {err.decode(errors='replace').strip()}",
         )
     fd = fds[0]
     os.set_blocking(fd, False)
@@ -218,7 +220,9 @@ def _mount_fusermount(path: str, options: Options) -> MountHandle:
 def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
     """Unmount; returns 0 or an errno (EBUSY: files are open; EINVAL: not mounted)."""
     if not handle.via_fusermount and os.geteuid() == 0:
-        rc = _libc.umount2(handle.mountpoint.encode(), (MNT_DETACH if lazy else 0) | UMOUNT_NOFOLLOW)
+        rc = _libc.umount2(
+            handle.mountpoint.encode(), (MNT_DETACH if lazy else 0) | UMOUNT_NOFOLLOW
+        )
         return ctypes.get_errno() if rc != 0 else 0
     helper = _fusermount()
     if helper is None:

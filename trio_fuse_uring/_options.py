@@ -106,7 +106,9 @@ class Options:
             if sep:
                 _safe(key, value)
         if self.transport not in ("auto", "uring", "devfuse"):
-            raise OptionError(f"transport must be 'auto', 'uring' or 'devfuse', not {self.transport!r}")
+            raise OptionError(
+                f"transport must be 'auto', 'uring' or 'devfuse', not {self.transport!r}"
+            )
         if not 4096 <= self.max_write <= 16 * 1024 * 1024:
             raise OptionError("max_write must be between 4096 and 16 MiB")
         if not 1 <= self.max_pages <= 65535:

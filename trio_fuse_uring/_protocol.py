@@ -397,7 +397,9 @@ def split_devfuse(buf: memoryview, neg: Negotiated) -> tuple[memoryview, memoryv
         argsz = min(argsz, length - _IN.size)
     end = _IN.size + argsz
     if end > length:
-        raise ProtocolError(f"{_opname(opcode)}: {length} bytes cannot hold its {argsz}-byte struct")
+        raise ProtocolError(
+            f"{_opname(opcode)}: {length} bytes cannot hold its {argsz}-byte struct"
+        )
     return buf[: _IN.size], buf[_IN.size : end], buf[end:]
 
 
@@ -595,9 +597,7 @@ def _d_open(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
 def _d_create(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     flags, mode, umask, open_flags = _abi.FUSE_CREATE_IN.unpack_from(a)
     name = _cstr(p.tobytes())[0] if c[0] == Opcode.CREATE else b""
-    return Create(
-        **_base(c), name=name, flags=flags, mode=mode, umask=umask, open_flags=open_flags
-    )
+    return Create(**_base(c), name=name, flags=flags, mode=mode, umask=umask, open_flags=open_flags)
 
 
 def _d_read(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -835,7 +835,9 @@ def _attr_tuple(a: EntryAttributes) -> tuple[int, ...]:
     )  # fmt: skip
 
 
-def encode_entry(a: EntryAttributes, entry_timeout: float = 1.0, attr_timeout: float = 1.0) -> bytes:
+def encode_entry(
+    a: EntryAttributes, entry_timeout: float = 1.0, attr_timeout: float = 1.0
+) -> bytes:
     """``fuse_entry_out`` for LOOKUP/MKNOD/MKDIR/SYMLINK/LINK (and CREATE's first half).
 
     The timeouts apply where ``a``'s own are None.

@@ -82,7 +82,9 @@ class RingTransport:
 
     name = "uring"
 
-    def __init__(self, ring: Any, neg: P.Negotiated, dispatcher: Dispatcher, nr_queues: int, depth: int) -> None:
+    def __init__(
+        self, ring: Any, neg: P.Negotiated, dispatcher: Dispatcher, nr_queues: int, depth: int
+    ) -> None:
         self._r = ring
         self.neg = neg
         self.dispatcher = dispatcher
@@ -90,7 +92,9 @@ class RingTransport:
         self.depth = depth
         self.payload_size = neg.payload_size
         n = lib.tfu_ring_entry_count(ring)
-        self._headers = [memoryview(ffi.buffer(lib.tfu_ring_header(ring, e), _HDR_SZ)) for e in range(n)]
+        self._headers = [
+            memoryview(ffi.buffer(lib.tfu_ring_header(ring, e), _HDR_SZ)) for e in range(n)
+        ]
         self._payloads = [
             memoryview(ffi.buffer(lib.tfu_ring_payload(ring, e), self.payload_size))
             for e in range(n)
@@ -106,7 +110,9 @@ class RingTransport:
         self.batches = 0
 
     def __repr__(self) -> str:
-        return f"<RingTransport queues={self.nr_queues} depth={self.depth} requests={self.requests}>"
+        return (
+            f"<RingTransport queues={self.nr_queues} depth={self.depth} requests={self.requests}>"
+        )
 
     @classmethod
     def create(

@@ -132,7 +132,9 @@ class Mount:
 
     # ---- notifications (never block, safe inside handlers) --------------------------------
 
-    def invalidate_inode(self, inode: int, offset: int = 0, length: int = 0, *, attr_only: bool = False) -> None:
+    def invalidate_inode(
+        self, inode: int, offset: int = 0, length: int = 0, *, attr_only: bool = False
+    ) -> None:
         """Drop the kernel's cached attributes and data of ``inode``.
 
         Data in [offset, offset+length) is dropped (``length`` 0: to the end); with
@@ -141,7 +143,9 @@ class Mount:
         """
         self._s.notifier.send(P.notify_inval_inode(inode, -1 if attr_only else offset, length))
 
-    def invalidate_entry(self, parent_inode: int, name: bytes, *, expire_only: bool = False) -> None:
+    def invalidate_entry(
+        self, parent_inode: int, name: bytes, *, expire_only: bool = False
+    ) -> None:
         """Drop the kernel's cached lookup of ``name`` in ``parent_inode``."""
         self._s.notifier.send(P.notify_inval_entry(parent_inode, name, expire_only))
 

@@ -16,7 +16,6 @@ import errno
 import fcntl
 import inspect
 import logging
-import os
 import time
 import types
 from collections import OrderedDict
@@ -44,9 +43,15 @@ from ._types import (
 log = logging.getLogger("trio_fuse_uring")
 
 Body = bytes | bytearray | memoryview | None
-_NO_REPLY: Any = object()
+
+
+class _NoReply(bytes):
+    """Marker result: the request takes no reply (FORGET, INTERRUPT, NOTIFY_REPLY)."""
+
+
+_NO_REPLY = _NoReply()
 _V = _abi.SetattrValid
-_ALLOWED_RENAME_FLAGS = os.RENAME_NOREPLACE | os.RENAME_EXCHANGE if hasattr(os, "RENAME_NOREPLACE") else 3
+_ALLOWED_RENAME_FLAGS = _abi.RENAME_NOREPLACE | _abi.RENAME_EXCHANGE
 _EARLY_INTERRUPTS_MAX = 1024
 
 
@@ -567,7 +572,9 @@ class Dispatcher:
         return P.encode_u64(off)
 
     async def _copy_file_range(self, r: P.CopyFileRange) -> Body:
-        n = await self.ops.copy_file_range(r.fh_in, r.off_in, r.fh_out, r.off_out, r.length, r.flags)
+        n = await self.ops.copy_file_range(
+            r.fh_in, r.off_in, r.fh_out, r.off_out, r.length, r.flags
+        )
         if type(n) is not int or not 0 <= n <= r.length:
             raise _BadReturn("copy_file_range", f"an int between 0 and {r.length}", n)
         return P.encode_u64(n) if r.wide else P.encode_write(min(n, 0xFFFFFFFF))
@@ -604,7 +611,7 @@ def _open_flags(fi: FileInfo) -> int:
     return int(flags)
 
 
-_HANDLER_NAMES = {
+_HANDLER_NAMES: dict[int, str] = {
     Opcode.BATCH_FORGET: "forget",
     Opcode.RENAME2: "rename",
     Opcode.READDIRPLUS: "readdir",
