@@ -277,13 +277,20 @@ class Directory:
 
 
 class Handle:
-    """An open file or directory (what an ``fh`` stands for)."""
+    """An open file or directory (what an ``fh`` stands for).
 
-    __slots__ = ("flags", "inode")
+    ``unprivileged``: opened by a non-root user. Writes through it clear suid/sgid, as
+    the kernel does for writers without CAP_FSETID. (The WRITE request's
+    FUSE_WRITE_KILL_SUIDGID flag would say so exactly, but ``Operations.write`` does
+    not receive it; the opener's uid is the best approximation memfs has.)
+    """
 
-    def __init__(self, inode: Inode, flags: int) -> None:
+    __slots__ = ("flags", "inode", "unprivileged")
+
+    def __init__(self, inode: Inode, flags: int, unprivileged: bool) -> None:
         self.inode = inode
         self.flags = flags
+        self.unprivileged = unprivileged
 
 
 # ---- the filesystem ----------------------------------------------------------------------
@@ -393,10 +400,10 @@ class MemFS(tfu.Operations):
             raise tfu.FUSEError(errno.ENOENT)  # a removed directory takes no new entries
         return self._new_inode(stat.S_IFMT(mode) | perm, ctx.uid, gid, parent, rdev)
 
-    def _open_handle(self, inode: Inode, flags: int) -> int:
+    def _open_handle(self, inode: Inode, flags: int, ctx: tfu.RequestContext) -> int:
         fh = self.next_fh
         self.next_fh += 1
-        self.handles[fh] = Handle(inode, flags)
+        self.handles[fh] = Handle(inode, flags, ctx.uid != 0)
         inode.opens += 1
         return fh
 
@@ -682,21 +689,23 @@ class MemFS(tfu.Operations):
             # ATOMIC_O_TRUNC: the truncation of open(O_TRUNC) arrives here, not as setattr.
             if node.data.size:
                 self._resize(node, 0)
+            if ctx.uid != 0:  # FUSE_OPEN_KILL_SUIDGID, approximated (see Handle)
+                node.kill_suidgid()
             node.touch(m=True)
-        return tfu.FileInfo(fh=self._open_handle(node, flags))
+        return tfu.FileInfo(fh=self._open_handle(node, flags, ctx))
 
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: tfu.RequestContext
     ) -> tuple[tfu.FileInfo, tfu.EntryAttributes]:
         inode = self._make(parent_inode, name, stat.S_IFREG | (mode & 0o7777), ctx)
-        return tfu.FileInfo(fh=self._open_handle(inode, flags)), self._entry(inode)
+        return tfu.FileInfo(fh=self._open_handle(inode, flags, ctx)), self._entry(inode)
 
     async def tmpfile(
         self, parent_inode: int, mode: int, flags: int, ctx: tfu.RequestContext
     ) -> tuple[tfu.FileInfo, tfu.EntryAttributes]:
         # An inode without a name (nlink 0), alive through its lookup and open handle.
         inode = self._new_child(self._get(parent_inode), stat.S_IFREG | (mode & 0o7777), ctx)
-        return tfu.FileInfo(fh=self._open_handle(inode, flags)), self._entry(inode)
+        return tfu.FileInfo(fh=self._open_handle(inode, flags, ctx)), self._entry(inode)
 
     def _read_atime(self, inode: Inode) -> None:
         """relatime: update atime only if it is older than mtime/ctime or a day old."""
@@ -715,6 +724,8 @@ class MemFS(tfu.Operations):
         before = data.allocated
         data.write(off, buf)  # copies: buf is only valid during this call
         self._charge(inode, before)
+        if inode.mode & (stat.S_ISUID | stat.S_ISGID) and self.handles[fh].unprivileged:
+            inode.kill_suidgid()
         inode.touch(m=True)
         return len(buf)
 
@@ -794,7 +805,7 @@ class MemFS(tfu.Operations):
         if node.dir is None:
             raise tfu.FUSEError(errno.ENOTDIR)
         self.dir_handles[inode] = self.dir_handles.get(inode, 0) + 1
-        return self._open_handle(node, os.O_RDONLY)
+        return self._open_handle(node, os.O_RDONLY, ctx)
 
     async def readdir(
         self, fh: int, start_id: int, ctx: tfu.RequestContext

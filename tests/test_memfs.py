@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import signal
 import stat
 import subprocess
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import REPO, client
-from memfs import CHUNK, MemFS, split_options
+from memfs import CHUNK, MemFS, build_options, split_options
 
 import trio_fuse_uring as tfu
 
@@ -990,6 +991,20 @@ def test_split_options():
     assert split_options("a,b=c,,fsname=x\\,y") == ["a", "b=c", "fsname=x,y"]
 
 
+def test_build_options():
+    opts, fs_args = build_options(
+        split_options("ro,allow_other,no_default_permissions,fsname=x,max_write=65536,"
+                      "entry_timeout=0.5,size=1G,nr_inodes=10k,noatime,writeback_cache"),
+        "devfuse", False,
+    )  # fmt: skip
+    assert (opts.read_only, opts.allow_other, opts.default_permissions) == (True, True, False)
+    assert (opts.fsname, opts.max_write, opts.entry_timeout) == ("x", 65536, 0.5)
+    assert opts.writeback_cache and opts.extra == ("noatime",) and opts.transport == "devfuse"
+    assert fs_args == {"capacity": 1 << 30, "max_inodes": 10 << 10}
+    with pytest.raises(tfu.OptionError):
+        build_options(["max_write=1"], "auto", False)
+
+
 def test_cli_uring_unavailable_is_reported(tmp_path):
     from conftest import transport_unavailable
 
@@ -1063,6 +1078,7 @@ block = os.urandom(1 << 20)
 with open(os.path.join(mnt, "data"), "wb") as f:
     for _ in range(1024):
         f.write(block)
+open("/proc/sys/vm/drop_caches", "w").write("1")  # read from memfs, not the page cache
 t2 = time.monotonic()
 n = 0
 with open(os.path.join(mnt, "data"), "rb") as f:
@@ -1093,6 +1109,43 @@ async def test_big_100k_inodes_1gib(memfs):
     k, n, *timings = proc.stdout.split()
     assert int(k) == 100_000 and int(n) == 1 << 30
     assert len(fs.inodes) >= 100_000 + 100 and fs.used >= 1 << 30
+    fs.check_invariants()
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    timings.append(f"max_rss={rss_mib}MiB")
     print(" ".join(timings), file=sys.stderr)
     with open(os.environ.get("MEMFS_BIG_REPORT", os.devnull), "a") as rep:
         print(" ".join(timings), file=rep)
+
+
+_WRITE_AS_NOBODY = """
+import os, sys
+mnt = sys.argv[1]
+with open(os.path.join(mnt, "w"), "r+b") as f:
+    f.write(b"x")
+os.close(os.open(os.path.join(mnt, "t"), os.O_WRONLY | os.O_TRUNC))
+print(oct(os.stat(os.path.join(mnt, "w")).st_mode & 0o7777), oct(os.stat(os.path.join(mnt, "t")).st_mode & 0o7777))
+"""
+
+
+async def test_write_by_other_user_clears_suid(transport):
+    """tmpfs clears set-user-ID on a write or O_TRUNC open by a user without CAP_FSETID.
+
+    (memfs approximates "without CAP_FSETID" by the opener's uid: the framework does not
+    pass FUSE_WRITE_KILL_SUIDGID / FUSE_OPEN_KILL_SUIDGID to the handlers.)
+    """
+    async with public_memfs(transport) as (_fs, mnt):
+
+        def setup() -> None:
+            for name in ("w", "t"):
+                (mnt / name).write_text("abc")
+                os.chmod(mnt / name, 0o4777)
+
+        await client(setup)
+        proc = await client(
+            lambda: subprocess.run(
+                [SYSTEM_PYTHON, "-c", _WRITE_AS_NOBODY, str(mnt)], user=NOBODY, group=NOBODY,
+                capture_output=True, text=True, timeout=30, cwd="/",
+            )
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0o777", "0o777"]
