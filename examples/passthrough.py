@@ -1,0 +1,787 @@
+"""Mirror a directory tree: every request is passed on to the files under SOURCE.
+
+    python examples/passthrough.py SOURCE MOUNTPOINT          # serves until Ctrl-C / umount
+    python examples/passthrough.py SOURCE MOUNTPOINT --entry-timeout 0 --attr-timeout 0
+    python examples/passthrough.py SOURCE MOUNTPOINT --threads -o allow_other
+
+Inode-based, like libfuse's passthrough_hp and pyfuse3's passthroughfs: each inode the
+kernel knows is an ``O_PATH`` file descriptor into the source tree (one per source
+object, keyed by ``(st_dev, st_ino)``, closed by ``forget`` when the kernel's lookup count
+drops to zero). Every operation is a ``*at()`` syscall relative to such a descriptor with
+a single, validated name, or acts on the descriptor itself through ``/proc/self/fd/N``
+(a "magic link" that lands on the open object without resolving any name). So:
+
+* The daemon never resolves a path inside SOURCE: no symlink in the tree, no ``..``, no
+  directory swapped for a symlink by someone racing it, is ever followed by the daemon.
+  Final components are created and opened with ``O_NOFOLLOW``; symlinks are returned
+  as-is by ``readlink`` and the *client's* kernel resolves them in its own namespace
+  (exactly as if the client used SOURCE directly).
+* Names from the kernel are single components; a name with ``/``, NUL, ``.`` or ``..``
+  is refused (EINVAL), except the kernel's own ``.``/``..`` lookups, which never leave
+  the inodes already served (``..`` of the root is the root).
+* Out of scope (as for any fd-based passthrough): somebody with write access to SOURCE
+  *and* to the outside can move a directory the kernel already looked up out of SOURCE
+  and the mount keeps serving it (like a bind mount would); a hard link placed inside
+  SOURCE by such a user exposes its file. A hard link made *through the mount* to a file
+  outside is impossible (the kernel answers EXDEV before asking the daemon).
+
+Inode numbers are the source's own (``stat`` shows the same ``st_ino``), except the root
+(always 1) and files of other filesystems mounted inside SOURCE, which get numbers from
+2**62 up.
+
+Threads: metadata syscalls on a local filesystem take microseconds, and reads/writes of
+at most ``max_write`` bytes that hit the page cache do too, so by default they run
+inline in the trio thread -- no task, no thread hop (what pyfuse3's passthroughfs does:
+plain ``os`` calls inside its async handlers). With ``--threads`` reads, writes and
+flushes go through ``trio.to_thread.run_sync`` instead, for slow backing stores (NFS,
+spinning disks, cold caches) where one slow I/O must not stall every other request.
+``fsync``, ``fallocate`` and ``copy_file_range`` always run in a thread: their duration
+is unbounded whatever the store (they wait for the disk or touch arbitrarily large
+ranges).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import json
+import logging
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import trio
+
+import trio_fuse_uring as tfu
+
+log = logging.getLogger("passthrough")
+
+ROOT = tfu.ROOT_INODE
+FOREIGN_BASE = 1 << 62  # inode numbers for files of other filesystems inside SOURCE
+_O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_STRIP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
+_DOTS = (b".", b"..")
+_AT_FDCWD = -100
+_UTIME_NOW = (1 << 30) - 1
+_UTIME_OMIT = (1 << 30) - 2
+_S_IFLNK, _S_IFREG, _S_IFDIR = stat.S_IFLNK, stat.S_IFREG, stat.S_IFDIR
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+_libc.utimensat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Timespec), ctypes.c_int]
+
+
+def _check(ret: int) -> None:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _proc(fd: int) -> str:
+    """The magic link that reopens or names ``fd``'s object without any name lookup."""
+    return f"/proc/self/fd/{fd}"
+
+
+def _check_name(name: bytes) -> None:
+    """A name the kernel sends for creating or removing must be one plain component."""
+    if not name or b"/" in name or b"\0" in name or name in _DOTS:
+        raise tfu.FUSEError(errno.EINVAL)
+
+
+def _attr(nid: int, st: os.stat_result) -> tfu.EntryAttributes:
+    return tfu.EntryAttributes(
+        nid, 0, None, None, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_rdev,
+        st.st_size, st.st_blksize, st.st_blocks, st.st_atime_ns, st.st_mtime_ns,
+        st.st_ctime_ns,
+    )  # fmt: skip
+
+
+class _Inode:
+    """An object of the source tree the kernel holds ``nlookup`` references to."""
+
+    __slots__ = ("fd", "fmt", "nlookup")
+
+    def __init__(self, fd: int, fmt: int, nlookup: int) -> None:
+        self.fd = fd  # O_PATH | O_NOFOLLOW descriptor
+        self.fmt = fmt  # stat.S_IFMT of the object (never changes)
+        self.nlookup = nlookup
+
+
+class Passthrough(tfu.Operations):
+    """Serve the directory tree under ``source``.
+
+    The root descriptor is opened here, before mounting, so the mountpoint may be
+    ``source`` itself (the mount then overlays the tree it serves).
+    """
+
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        self.source = os.fspath(source)
+        self._root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.stat(self._root_fd)
+        self._root_dev, self._root_ino = st.st_dev, st.st_ino
+        self._inodes: dict[int, _Inode] = {ROOT: _Inode(self._root_fd, _S_IFDIR, 1 << 62)}
+        self._foreign: dict[tuple[int, int], int] = {}
+        self._next_foreign = FOREIGN_BASE
+        self._dirs: dict[int, list[bytes] | None] = {}  # directory handle (an fd) -> names
+        self._ids = (os.geteuid(), os.getegid())
+        umask = os.umask(0o022)  # read the process umask (it only applies at creation)
+        os.umask(umask)
+        self._umask = umask
+        self.writeback = False
+
+    # ---- inode table -----------------------------------------------------------------------
+
+    def _nid(self, st: os.stat_result) -> int:
+        """The inode number the kernel uses for the source object ``st`` describes."""
+        ino = st.st_ino
+        if st.st_dev == self._root_dev:
+            if ino == self._root_ino:
+                return ROOT
+            if 1 < ino < FOREIGN_BASE:
+                return ino
+        key = (st.st_dev, ino)
+        nid = self._foreign.get(key)
+        if nid is None:
+            nid = self._foreign[key] = self._next_foreign
+            self._next_foreign += 1
+        return nid
+
+    def _inode(self, nid: int) -> _Inode:
+        try:
+            return self._inodes[nid]
+        except KeyError:
+            raise tfu.FUSEError(errno.ESTALE) from None
+
+    def _remember(self, fd: int, st: os.stat_result) -> tfu.EntryAttributes:
+        """Count one lookup of the object open as O_PATH ``fd``; consumes ``fd``."""
+        nid = self._nid(st)
+        known = self._inodes.get(nid)
+        if known is not None:
+            os.close(fd)
+            known.nlookup += 1
+        else:
+            self._inodes[nid] = _Inode(fd, stat.S_IFMT(st.st_mode), 1)
+        return _attr(nid, st)
+
+    def _open_entry(self, parent_fd: int, name: bytes) -> tfu.EntryAttributes:
+        """Open ``name`` (never following a symlink) and count one lookup of it."""
+        fd = os.open(name, _O_PATH, dir_fd=parent_fd)
+        try:
+            st = os.stat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._remember(fd, st)
+
+    def _created(
+        self, parent_fd: int, name: bytes, ctx: tfu.RequestContext, mode: int | None
+    ) -> tfu.EntryAttributes:
+        """Look up a just-created ``name``; give it the caller's ids and exact ``mode``."""
+        fd = os.open(name, _O_PATH, dir_fd=parent_fd)
+        try:
+            self._fix_owner_and_mode(_proc(fd), parent_fd, ctx, mode)
+            st = os.stat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._remember(fd, st)
+
+    def _fix_owner_and_mode(
+        self, target: str | int, parent_fd: int, ctx: tfu.RequestContext, mode: int | None
+    ) -> None:
+        # The daemon creates as itself; a request from another user gets that user's ids
+        # (the group stays the directory's if it is set-group-ID, as the kernel would do).
+        if (ctx.uid, ctx.gid) != self._ids:
+            gid = -1 if os.stat(parent_fd).st_mode & stat.S_ISGID else ctx.gid
+            os.chown(target, ctx.uid, gid)
+        # The request's mode already had the caller's umask applied; the daemon's own
+        # umask must not strip more (main() clears it, a library user may not have).
+        if mode is not None and mode & self._umask:
+            os.chmod(target, mode | (os.stat(target).st_mode & stat.S_ISGID))
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def init(self, info: tfu.InitInfo) -> None:
+        self.writeback = "WRITEBACK_CACHE" in info.capabilities
+
+    async def destroy(self) -> None:
+        for fh in list(self._dirs):
+            os.close(fh)
+        self._dirs.clear()
+        for nid, ino in list(self._inodes.items()):
+            if nid != ROOT:
+                os.close(ino.fd)
+        self._inodes = {ROOT: self._inodes[ROOT]}
+
+    def close(self) -> None:
+        """Close the root descriptor (after unmounting)."""
+        os.close(self._root_fd)
+
+    # ---- names and inodes -------------------------------------------------------------------
+
+    async def lookup(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
+        pfd = self._inode(parent_inode).fd
+        if b"/" in name or name in _DOTS or not name or b"\0" in name:
+            return self._lookup_dots(parent_inode, pfd, name)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            nid = self._nid(st)
+            known = self._inodes.get(nid)
+            if known is not None:
+                known.nlookup += 1
+                return _attr(nid, st)
+            return self._open_entry(pfd, name)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                # A negative entry, cached for the entry timeout.
+                return tfu.EntryAttributes(st_ino=0, st_mode=_S_IFREG)
+            raise tfu.FUSEError(exc.errno) from None
+
+    def _lookup_dots(self, parent_inode: int, pfd: int, name: bytes) -> tfu.EntryAttributes:
+        """The kernel looks up ``.`` and ``..`` (NFS export): stay among known inodes."""
+        if name not in _DOTS:
+            raise tfu.FUSEError(errno.EINVAL)
+        if name == b"." or parent_inode == ROOT:
+            nid = parent_inode if name == b"." else ROOT
+            try:
+                st = os.stat(self._inode(nid).fd)
+            except OSError as exc:
+                raise tfu.FUSEError(exc.errno) from None
+        else:
+            try:
+                st = os.stat(b"..", dir_fd=pfd, follow_symlinks=False)
+            except OSError as exc:
+                raise tfu.FUSEError(exc.errno) from None
+            nid = self._nid(st)
+            if nid not in self._inodes:
+                # Not an inode we serve: outside SOURCE, or never seen. Do not go there.
+                raise tfu.FUSEError(errno.ENOENT)
+        self._inodes[nid].nlookup += 1
+        return _attr(nid, st)
+
+    async def forget(self, inode_list):  # type: ignore[no-untyped-def]
+        inodes = self._inodes
+        for nid, n in inode_list:
+            ino = inodes.get(nid)
+            if ino is None or nid == ROOT:
+                continue
+            ino.nlookup -= n
+            if ino.nlookup <= 0:
+                del inodes[nid]
+                os.close(ino.fd)
+
+    async def getattr(self, inode, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return _attr(inode, os.stat(self._inodes[inode].fd))
+        except KeyError:
+            raise tfu.FUSEError(errno.ESTALE) from None
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def setattr(self, inode, attr, fh, ctx):  # type: ignore[no-untyped-def]
+        ino = self._inode(inode)
+        # Through the open file if the change came through one, else through the
+        # inode's magic link (which lands on the object itself, even on a symlink).
+        target: str | int = fh if fh is not None else _proc(ino.fd)
+        try:
+            if attr.st_mode is not None:
+                os.chmod(target, stat.S_IMODE(attr.st_mode))
+            if attr.st_uid is not None or attr.st_gid is not None:
+                uid = -1 if attr.st_uid is None else attr.st_uid
+                gid = -1 if attr.st_gid is None else attr.st_gid
+                os.chown(target, uid, gid)
+            if attr.st_size is not None:
+                if fh is not None:
+                    os.ftruncate(fh, attr.st_size)
+                else:
+                    if ino.fmt != _S_IFREG:
+                        raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.EINVAL)
+                    os.truncate(target, attr.st_size)
+            if attr.atime_now or attr.mtime_now or attr.st_atime_ns is not None or attr.st_mtime_ns is not None:
+                self._utimens(target, attr)
+            if attr.kill_suidgid and attr.st_mode is None:
+                mode = os.stat(target).st_mode
+                kill = stat.S_ISUID | (stat.S_ISGID if mode & stat.S_IXGRP else 0)
+                if mode & kill and ino.fmt == _S_IFREG:
+                    os.chmod(target, stat.S_IMODE(mode) & ~kill)
+            return _attr(inode, os.stat(fh if fh is not None else ino.fd))
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    @staticmethod
+    def _utimens(target: str | int, attr: tfu.SetattrFields) -> None:
+        times = (_Timespec * 2)()
+        for ts, now, ns in ((times[0], attr.atime_now, attr.st_atime_ns),
+                            (times[1], attr.mtime_now, attr.st_mtime_ns)):  # fmt: skip
+            if now:
+                ts.tv_nsec = _UTIME_NOW
+            elif ns is None:
+                ts.tv_nsec = _UTIME_OMIT
+            else:
+                ts.tv_sec, ts.tv_nsec = divmod(ns, 1_000_000_000)
+        if isinstance(target, int):
+            _check(_libc.utimensat(target, None, times, 0))  # futimens
+        else:
+            _check(_libc.utimensat(_AT_FDCWD, os.fsencode(target), times, 0))
+
+    async def readlink(self, inode, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return os.readlink(b"", dir_fd=self._inode(inode).fd)  # readlinkat(fd, "")
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def symlink(self, parent_inode, name, target, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name)
+        pfd = self._inode(parent_inode).fd
+        try:
+            os.symlink(target, name, dir_fd=pfd)
+            return self._created(pfd, name, ctx, None)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name)
+        pfd = self._inode(parent_inode).fd
+        perm = stat.S_IMODE(mode) & ~ctx.umask
+        try:
+            os.mknod(name, stat.S_IFMT(mode) | perm, rdev, dir_fd=pfd)
+            return self._created(pfd, name, ctx, perm)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def mkdir(self, parent_inode, name, mode, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name)
+        pfd = self._inode(parent_inode).fd
+        perm = stat.S_IMODE(mode) & ~ctx.umask
+        try:
+            os.mkdir(name, perm, dir_fd=pfd)
+            return self._created(pfd, name, ctx, perm)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def unlink(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name)
+        try:
+            os.unlink(name, dir_fd=self._inode(parent_inode).fd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def rmdir(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name)
+        try:
+            os.rmdir(name, dir_fd=self._inode(parent_inode).fd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name_old)
+        _check_name(name_new)
+        old_fd = self._inode(parent_inode_old).fd
+        new_fd = self._inode(parent_inode_new).fd
+        try:
+            if flags:
+                _check(_libc.renameat2(old_fd, name_old, new_fd, name_new, flags))
+            else:
+                os.rename(name_old, name_new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):  # type: ignore[no-untyped-def]
+        _check_name(new_name)
+        ino = self._inode(inode)
+        pfd = self._inode(new_parent_inode).fd
+        try:
+            # linkat(AT_FDCWD, "/proc/self/fd/N", dir, name, AT_SYMLINK_FOLLOW): follows
+            # only the magic link, to the object itself (a symlink stays a symlink).
+            os.link(_proc(ino.fd), new_name, dst_dir_fd=pfd, follow_symlinks=True)
+            st = os.stat(ino.fd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+        ino.nlookup += 1
+        return _attr(inode, st)
+
+    # ---- files ----------------------------------------------------------------------------------
+
+    def _flags(self, flags: int) -> int:
+        flags = (flags & ~_OPEN_STRIP) | os.O_CLOEXEC
+        if self.writeback:
+            # The kernel's write-back cache reads pages of write-only files and keeps
+            # the file size itself (O_APPEND would put its writes in the wrong place).
+            if flags & os.O_ACCMODE == os.O_WRONLY:
+                flags = (flags & ~os.O_ACCMODE) | os.O_RDWR
+            flags &= ~os.O_APPEND
+        return flags
+
+    async def open(self, inode, flags, ctx):  # type: ignore[no-untyped-def]
+        ino = self._inode(inode)
+        if ino.fmt != _S_IFREG:  # FIFOs, devices and sockets never get here
+            raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.ENXIO)
+        try:
+            return tfu.FileInfo(fh=os.open(_proc(ino.fd), self._flags(flags)))
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def create(self, parent_inode, name, mode, flags, ctx):  # type: ignore[no-untyped-def]
+        _check_name(name)
+        pfd = self._inode(parent_inode).fd
+        perm = stat.S_IMODE(mode) & ~ctx.umask
+        try:
+            fd = os.open(name, self._flags(flags) | os.O_CREAT | os.O_NOFOLLOW, perm, dir_fd=pfd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+        try:
+            self._fix_owner_and_mode(fd, pfd, ctx, perm)
+            st = os.stat(fd)
+            # The inode's O_PATH descriptor comes from the open file, not from the name
+            # (which someone may have replaced meanwhile).
+            path_fd = os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC)
+            return tfu.FileInfo(fh=fd), self._remember(path_fd, st)
+        except OSError as exc:
+            os.close(fd)
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def read(self, fh, off, size):  # type: ignore[no-untyped-def]
+        try:
+            return os.pread(fh, size, off)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def write(self, fh, off, buf):  # type: ignore[no-untyped-def]
+        try:
+            return os.pwrite(fh, buf, off)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def flush(self, fh, lock_owner):  # type: ignore[no-untyped-def]
+        # What close() of one of several descriptors does to the source file (NFS
+        # close-to-open consistency, error reporting): close a duplicate.
+        try:
+            os.close(os.dup(fh))
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def release(self, fh):  # type: ignore[no-untyped-def]
+        os.close(fh)
+
+    async def fsync(self, fh, datasync):  # type: ignore[no-untyped-def]
+        try:
+            await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, fh)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def fallocate(self, fh, mode, offset, length):  # type: ignore[no-untyped-def]
+        def allocate() -> None:
+            _check(_libc.fallocate(fh, mode, offset, length))
+
+        try:
+            await trio.to_thread.run_sync(allocate)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def lseek(self, fh, offset, whence):  # type: ignore[no-untyped-def]
+        if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise tfu.FUSEError(errno.EINVAL)
+        try:
+            return os.lseek(fh, offset, whence)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def copy_file_range(self, fh_in, off_in, fh_out, off_out, length, flags):  # type: ignore[no-untyped-def]
+        if flags:
+            raise tfu.FUSEError(errno.EINVAL)
+        try:
+            return await trio.to_thread.run_sync(
+                os.copy_file_range, fh_in, fh_out, length, off_in, off_out
+            )
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    # ---- directories ----------------------------------------------------------------------------
+
+    async def opendir(self, inode, ctx):  # type: ignore[no-untyped-def]
+        ino = self._inode(inode)
+        try:
+            fh = os.open(_proc(ino.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+        self._dirs[fh] = None
+        return fh
+
+    async def readdir(self, fh, start_id, ctx):  # type: ignore[no-untyped-def]
+        names = self._dirs.get(fh)
+        if names is None or start_id == 0:
+            # One snapshot per handle (again after a rewind): a cookie is an index into
+            # it, so it stays valid however the directory changes meanwhile.
+            try:
+                names = [os.fsencode(n) for n in os.listdir(fh)]
+            except OSError as exc:
+                raise tfu.FUSEError(exc.errno) from None
+            self._dirs[fh] = names
+        inodes = self._inodes
+        for i in range(start_id, len(names)):
+            name = names[i]
+            try:
+                st = os.stat(name, dir_fd=fh, follow_symlinks=False)
+            except OSError:
+                continue  # removed since the snapshot
+            nid = self._nid(st)
+            known = inodes.get(nid)
+            if known is not None:
+                if (yield tfu.DirEntry(name, _attr(nid, st), i + 1)):
+                    known.nlookup += 1
+                continue
+            # Not known yet: open it now, so that a readdirplus entry the kernel keeps is
+            # backed by exactly the object whose attributes it got.
+            try:
+                fd = os.open(name, _O_PATH, dir_fd=fh)
+            except OSError:
+                continue
+            try:
+                st = os.stat(fd)
+                nid = self._nid(st)
+                if (yield tfu.DirEntry(name, _attr(nid, st), i + 1)):
+                    self._remember(fd, st)
+                    fd = -1
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+
+    async def releasedir(self, fh):  # type: ignore[no-untyped-def]
+        del self._dirs[fh]
+        os.close(fh)
+
+    async def fsyncdir(self, fh, datasync):  # type: ignore[no-untyped-def]
+        try:
+            await trio.to_thread.run_sync(os.fsync, fh)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    # ---- filesystem --------------------------------------------------------------------------
+
+    async def statfs(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            s = os.statvfs(self._root_fd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+        return tfu.StatvfsData(
+            f_bsize=s.f_bsize, f_frsize=s.f_frsize, f_blocks=s.f_blocks, f_bfree=s.f_bfree,
+            f_bavail=s.f_bavail, f_files=s.f_files, f_ffree=s.f_ffree, f_favail=s.f_favail,
+            f_namemax=s.f_namemax,
+        )  # fmt: skip
+
+    async def access(self, inode, mode, ctx):  # type: ignore[no-untyped-def]
+        # Only asked without default_permissions. The daemon acts with its own rights, so
+        # check the mode bits for the caller (owner, group or other; no ACLs and no
+        # supplementary groups: use default_permissions for exact semantics).
+        try:
+            st = os.stat(self._inode(inode).fd)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+        mode &= os.R_OK | os.W_OK | os.X_OK
+        if not mode:
+            return
+        if ctx.uid == 0:
+            if mode & os.X_OK and not st.st_mode & 0o111 and not stat.S_ISDIR(st.st_mode):
+                raise tfu.FUSEError(errno.EACCES)
+            return
+        if ctx.uid == st.st_uid:
+            bits = st.st_mode >> 6
+        elif ctx.gid == st.st_gid:
+            bits = st.st_mode >> 3
+        else:
+            bits = st.st_mode
+        if mode & ~bits & 7:
+            raise tfu.FUSEError(errno.EACCES)
+
+    # ---- extended attributes -------------------------------------------------------------------
+
+    def _xattr_path(self, inode: int) -> str:
+        ino = self._inode(inode)
+        if ino.fmt == _S_IFLNK:
+            raise tfu.FUSEError(errno.ENOTSUP)
+        return _proc(ino.fd)
+
+    async def setxattr(self, inode, name, value, flags, ctx):  # type: ignore[no-untyped-def]
+        try:
+            os.setxattr(self._xattr_path(inode), name, value, flags)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def getxattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return os.getxattr(self._xattr_path(inode), name)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def listxattr(self, inode, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return [os.fsencode(n) for n in os.listxattr(self._xattr_path(inode))]
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def removexattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
+        try:
+            os.removexattr(self._xattr_path(inode), name)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+
+class ThreadedPassthrough(Passthrough):
+    """Passthrough whose data I/O runs in worker threads (for slow backing stores).
+
+    ``buf`` of a write stays valid while the thread uses it: the handler waits for the
+    thread (``run_sync`` is not abandoned on cancellation).
+    """
+
+    async def read(self, fh, off, size):  # type: ignore[no-untyped-def]
+        try:
+            return await trio.to_thread.run_sync(os.pread, fh, size, off)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def write(self, fh, off, buf):  # type: ignore[no-untyped-def]
+        try:
+            return await trio.to_thread.run_sync(os.pwrite, fh, buf, off)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def flush(self, fh, lock_owner):  # type: ignore[no-untyped-def]
+        try:
+            await trio.to_thread.run_sync(lambda: os.close(os.dup(fh)))
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+    async def lseek(self, fh, offset, whence):  # type: ignore[no-untyped-def]
+        if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise tfu.FUSEError(errno.EINVAL)
+        try:
+            return await trio.to_thread.run_sync(os.lseek, fh, offset, whence)
+        except OSError as exc:
+            raise tfu.FUSEError(exc.errno) from None
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+
+def split_options(text: str) -> list[str]:
+    """Split ``-o`` text at commas; ``\\,`` is a comma inside a value (as in libfuse),
+    so that a value with a comma reaches the framework, which refuses it."""
+    return [p.replace("\0", ",") for p in text.replace("\\,", "\0").split(",") if p]
+
+
+_FLAGS = {
+    "allow_other": ("allow_other", True), "default_permissions": ("default_permissions", True),
+    "no_default_permissions": ("default_permissions", False), "ro": ("read_only", True),
+    "rw": ("read_only", False), "writeback_cache": ("writeback_cache", True),
+    "auto_unmount": ("auto_unmount", True),
+}  # fmt: skip
+_VALUES: dict[str, Any] = {
+    "fsname": str, "subtype": str, "max_write": int, "max_pages": int, "max_readahead": int,
+    "max_background": int, "congestion_threshold": int, "time_gran": int, "poll_us": int,
+    "ring_depth": int, "entry_timeout": float, "attr_timeout": float,
+}  # fmt: skip
+
+
+def build_options(opts: Sequence[str], **kw: Any) -> tfu.Options:
+    """Map ``-o`` options onto Options fields (others go to ``extra``). Raises OptionError."""
+    extra: list[str] = []
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        try:
+            if key in _FLAGS and not sep:
+                field, flag = _FLAGS[key]
+                kw[field] = flag
+            elif key in _VALUES and sep:
+                kw[key] = _VALUES[key](value)
+            else:
+                extra.append(opt)
+        except ValueError as exc:
+            raise tfu.OptionError(f"bad value for mount option {key}: {exc}") from None
+    return tfu.Options(extra=tuple(extra), **kw)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"timeout must be >= 0, not {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="the directory to mirror")
+    parser.add_argument("mountpoint")
+    parser.add_argument("--transport", choices=["auto", "uring", "devfuse"], default="auto")
+    parser.add_argument("--entry-timeout", type=_timeout, default=1.0, metavar="S",
+                        help="how long the kernel caches names (0: ask every time)")
+    parser.add_argument("--attr-timeout", type=_timeout, default=1.0, metavar="S",
+                        help="how long the kernel caches attributes (0: ask every time)")
+    parser.add_argument("--threads", action="store_true",
+                        help="do reads and writes in worker threads (slow backing stores)")
+    parser.add_argument("--debug", action="store_true", help="log every request and reply")
+    parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
+                        help="mount options: allow_other, ro, writeback_cache, fsname=, "
+                        "max_write=, ...; others are passed to mount(2)")  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    source = os.path.abspath(args.source)
+    try:
+        options = build_options(
+            [o for text in args.options for o in split_options(text)],
+            fsname=source, subtype="passthrough", transport=args.transport, debug=args.debug,
+            entry_timeout=args.entry_timeout, attr_timeout=args.attr_timeout,
+        )  # fmt: skip
+    except tfu.OptionError as exc:
+        print(f"passthrough: {exc}", file=sys.stderr)
+        return 2
+    if not os.path.isdir(source):
+        print(f"passthrough: {source} is not a directory", file=sys.stderr)
+        return 2
+    real_src = os.path.realpath(source)
+    real_mnt = os.path.realpath(args.mountpoint)
+    if real_mnt.startswith(real_src.rstrip("/") + "/"):
+        # The daemon would meet its own mount while serving SOURCE: a deadlock.
+        print(f"passthrough: the mountpoint must not be inside {source}", file=sys.stderr)
+        return 2
+    os.umask(0)  # modes come from the requests, which carry the caller's umask
+    fs = (ThreadedPassthrough if args.threads else Passthrough)(source)
+    try:
+        stats = tfu.run(fs, args.mountpoint, options)
+    except BaseException as exc:  # trio wraps errors from inside run in ExceptionGroups
+        err = _unwrap(exc)
+        if isinstance(err, tfu.OptionError):
+            print(f"passthrough: {err}", file=sys.stderr)
+            return 2
+        if isinstance(err, tfu.UringUnavailable | tfu.MountError | OSError):
+            print(f"passthrough: {err}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        fs.close()
+    result = {"requests": stats.get("requests", {}), "errors": stats.get("errors", 0)}
+    result.update({k: v for k, v in stats.items() if k not in result})
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
