@@ -260,6 +260,14 @@ async def test_notifications_invalidate_cache(mount_ops):
     await _settle(m)
     with pytest.raises(FileNotFoundError):
         await client(os.stat, f)
+    # notify_delete drops a cached name that still looks valid for 300 s.
+    assert (await client(os.stat, Path(m.mountpoint, "g"))).st_ino == 2
+    ops.name = b"h"
+    assert (await client(os.stat, Path(m.mountpoint, "g"))).st_ino == 2
+    m.notify_delete(ROOT, 2, b"g")
+    await _settle(m)
+    with pytest.raises(FileNotFoundError):
+        await client(os.stat, Path(m.mountpoint, "g"))
     with pytest.raises(tfu.FUSEError):
         await m.retrieve(12345, 0, 10)
 
