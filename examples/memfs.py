@@ -818,21 +818,17 @@ class MemFS(tfu.Operations):
             yield tfu.DirEntry(b".", self._attr(node), next_id=1)
         if start_id < 2:
             yield tfu.DirEntry(b"..", self._attr(d.parent or node), next_id=2)
-        first = max(0, start_id - Directory.FIRST_SLOT_COOKIE + 1)
-        # Index, not iterator: entries may be added or removed between two yields.
-        i = first
+        # Resume right after the slot whose cookie was start_id: O(1), no scan.
+        # An index, not an iterator: entries may come and go between two yields.
+        i = max(0, start_id - Directory.FIRST_SLOT_COOKIE + 1)
         while i < len(d.slots):
-            name = d.slots[i]
+            name, cookie = d.slots[i], i + Directory.FIRST_SLOT_COOKIE
             i += 1
             if name is None:
-                continue
+                continue  # a removed entry's tombstone
             child = d.entries[name]
-            if (
-                yield tfu.DirEntry(
-                    name, self._attr(child), next_id=i - 1 + Directory.FIRST_SLOT_COOKIE
-                )
-            ):
-                child.lookups += 1
+            if (yield tfu.DirEntry(name, self._attr(child), next_id=cookie)):
+                child.lookups += 1  # went into a readdirplus reply: one lookup
 
     async def releasedir(self, fh: int) -> None:
         handle = self.handles.get(fh)
