@@ -60,6 +60,9 @@ class Recorder:
     def no_reply(self, slot: Any, unique: int) -> None:
         self.released.append(unique)
 
+    def reply_buffer(self, slot: Any, size: int) -> memoryview:
+        return memoryview(bytearray(size))
+
 
 def request(
     opcode: int, arg: bytes = b"", payload: bytes = b"", *, unique: int = 1, nodeid: int = 1

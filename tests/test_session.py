@@ -321,3 +321,40 @@ async def test_debug_trace(mount_ops, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("rx ") and "LOOKUP n1 name=b'hello'" in line for line in lines)
     assert any(line.startswith("tx ") and " OK " in line and "ms)" in line for line in lines)
+
+
+class ReadIntoFS(tfu.Operations):
+    """A 1 MiB file whose bytes are ``offset % 251``, produced straight into the reply
+    buffer (the opt-in zero-copy form of read)."""
+
+    SIZE = 1 << 20
+
+    async def getattr(self, inode, ctx):
+        return _root_attr() if inode == ROOT else _file_attr(2, self.SIZE, timeout=60)
+
+    async def lookup(self, parent_inode, name, ctx):
+        if name == b"bad":
+            return _file_attr(3, 10, timeout=60)
+        if name != b"f":
+            raise tfu.FUSEError(errno.ENOENT)
+        return _file_attr(2, self.SIZE, timeout=60)
+
+    async def open(self, inode, flags, ctx):
+        return tfu.FileInfo(fh=inode, direct_io=True)
+
+    async def read_into(self, fh, off, buf):
+        if fh == 3:
+            return len(buf) + 1  # more than asked for: rejected
+        n = max(0, min(len(buf), self.SIZE - off))
+        buf[:n] = bytes((off + i) % 251 for i in range(n))
+        return n
+
+
+async def test_read_into_fills_the_reply_buffer(mount_ops):
+    m = await mount_ops(ReadIntoFS())
+    data = await client(Path(m.mountpoint, "f").read_bytes)
+    assert len(data) == ReadIntoFS.SIZE
+    assert data == bytes(i % 251 for i in range(ReadIntoFS.SIZE))
+    with pytest.raises(OSError) as exc:
+        await client(Path(m.mountpoint, "bad").read_bytes)
+    assert exc.value.errno == errno.EIO

@@ -130,6 +130,9 @@ class DevFuseTransport:
     def no_reply(self, slot: object, unique: int) -> None:
         pass
 
+    def reply_buffer(self, slot: object, size: int) -> memoryview:
+        return memoryview(bytearray(size))
+
     # ---- the reading loop ---------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

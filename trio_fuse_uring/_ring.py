@@ -95,7 +95,7 @@ class RingTransport:
         self._headers = [
             memoryview(ffi.buffer(lib.tfu_ring_header(ring, e), _HDR_SZ)) for e in range(n)
         ]
-        self._payloads = [
+        self._payloads: list[memoryview] = [
             memoryview(ffi.buffer(lib.tfu_ring_payload(ring, e), self.payload_size))
             for e in range(n)
         ]
@@ -163,12 +163,18 @@ class RingTransport:
                 log.error("reply to %d is %d bytes, larger than the ring buffer", unique, n)
                 error, n = -errno.EIO, 0
             else:
-                self._payloads[slot][:n] = body
+                payload = self._payloads[slot]
+                # A prefix of reply_buffer() is already in place (read_into).
+                if not (isinstance(body, memoryview) and body.obj is payload.obj):
+                    payload[:n] = body
         rc = lib.tfu_ring_commit(self._r, slot, error, n)
         if rc < 0:
             log.error("committing the reply to %d failed: %s", unique, os.strerror(-rc))
         if not self._in_batch:
             lib.tfu_ring_flush(self._r)
+
+    def reply_buffer(self, slot: Any, size: int) -> memoryview:
+        return self._payloads[slot][: min(size, self.payload_size)]
 
     def no_reply(self, slot: Any, unique: int) -> None:
         # The entry still has to go back to the kernel, which only a commit does.

@@ -64,6 +64,10 @@ class Replier(Protocol):
     def no_reply(self, slot: Any, unique: int) -> None:
         """Request ``unique`` takes no reply (FORGET, NOTIFY_REPLY...): release its slot."""
 
+    def reply_buffer(self, slot: Any, size: int) -> memoryview:
+        """A writable buffer for a reply body of up to ``size`` bytes; replying with a
+        prefix of it (``buf[:n]``) sends it without another copy where possible."""
+
 
 class _BadReturn(Exception):
     def __init__(self, handler: str, expected: str, value: object) -> None:
@@ -139,6 +143,11 @@ class Dispatcher:
         self._active: dict[int, trio.CancelScope] = {}
         self._early_interrupts: OrderedDict[int, None] = OrderedDict()
         self._retrieves: dict[int, tuple[trio.Event, list[P.NotifyReply]]] = {}
+        self._read_into = _overrides(ops, "read_into")
+        # The transport and slot of the request whose handler is starting. Adapters that
+        # need them (read_into) read this before their first await, i.e. in the same
+        # synchronous step in which _handle set it, so concurrent requests cannot mix.
+        self._starting: tuple[Replier, Any] | None = None
         self._handlers: dict[int, Callable[[Any], Awaitable[Body]]] = {
             Opcode.LOOKUP: self._lookup,
             Opcode.FORGET: self._forget,
@@ -226,6 +235,7 @@ class Dispatcher:
         if self.debug:
             t0 = time.perf_counter()
             log.debug("rx %d: %s", req.unique, P.describe(req))
+        self._starting = (replier, slot)
         try:
             body = await handler(req)
         except FUSEError as exc:
@@ -418,6 +428,14 @@ class Dispatcher:
         return self._entry_and_open(value, "create")
 
     async def _read(self, r: P.Read) -> Body:
+        if self._read_into:
+            assert self._starting is not None
+            replier, slot = self._starting
+            buf = replier.reply_buffer(slot, r.size)
+            n = await self.ops.read_into(r.fh, r.offset, buf)
+            if type(n) is not int or not 0 <= n <= r.size:
+                raise _BadReturn("read_into", f"an int between 0 and {r.size}", n)
+            return buf[:n]
         data = await self.ops.read(r.fh, r.offset, r.size)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise _BadReturn("read", "bytes", data)

@@ -197,6 +197,18 @@ class Operations:
         """
         raise _enosys()
 
+    async def read_into(self, fh: int, off: int, buf: memoryview) -> int:
+        """Opt-in zero-copy read: fill ``buf`` (``len(buf)`` bytes wanted) from ``off``
+        and return how many bytes were written; fewer means end of file.
+
+        Override this *instead of* :meth:`read` when the data can be produced straight
+        into a buffer (``os.preadv(fd, [buf], off)``, ``buf[:n] = chunk``): over
+        io-uring, ``buf`` is the kernel-shared reply buffer, so the copy that
+        :meth:`read`'s return value costs is saved. ``buf`` is valid only while the
+        handler runs. Default: not used (requests go to :meth:`read`).
+        """
+        raise _enosys()
+
     async def write(self, fh: int, off: int, buf: memoryview) -> int:
         """Write ``buf`` at ``off`` and return how many bytes were written.
 
