@@ -174,7 +174,8 @@ class RingTransport:
             lib.tfu_ring_flush(self._r)
 
     def reply_buffer(self, slot: Any, size: int) -> memoryview:
-        return self._payloads[slot][: min(size, self.payload_size)]
+        payload: memoryview = self._payloads[slot]
+        return payload[: min(size, self.payload_size)]
 
     def no_reply(self, slot: Any, unique: int) -> None:
         # The entry still has to go back to the kernel, which only a commit does.
