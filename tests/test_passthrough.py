@@ -1,0 +1,485 @@
+"""examples/passthrough.py: a mirror of SOURCE that nothing can make reach outside it.
+
+Layout of every test (``tmp_path``)::
+
+    a/src       SOURCE
+    a/victim    outside SOURCE: must stay untouched
+    mnt1...     mountpoints (made by mount_ops)
+
+A symlink ``a/src/evil -> ../victim`` is the probe: the *daemon* resolving it (a
+path-based passthrough doing ``open(SOURCE + "/evil/x")``) lands in ``a/victim``, while a
+client resolves it in the mount's namespace, ``mnt1/../victim``, i.e. ``tmp_path/victim``,
+which does not exist. So a file in ``a/victim`` can only come from the daemon following
+a link. (An absolute link would resolve to the same place for both, proving nothing.)
+
+In scope: names, ``..``, symlinks (relative, absolute, chained), directories swapped
+for symlinks and renames racing client operations. Out of scope: an attacker who can
+write both in SOURCE and outside (moving an already-served directory out, or hard-linking
+an outside file in); such a pre-existing hard link is served as the file it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import REPO, client
+from passthrough import Passthrough, ThreadedPassthrough
+
+import trio_fuse_uring as tfu
+
+ROOT = tfu.ROOT_INODE
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _renameat2(old: Path, new: Path, flags: int) -> None:
+    if _libc.renameat2(-100, bytes(old), -100, bytes(new), flags) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _fallocate(fd: int, mode: int, off: int, length: int) -> None:
+    if _libc.fallocate(fd, mode, ctypes.c_int64(off), ctypes.c_int64(length)) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    src = tmp_path / "a" / "src"
+    victim = tmp_path / "a" / "victim"
+    src.mkdir(parents=True)
+    victim.mkdir()
+    return src, victim
+
+
+def _untouched(victim: Path, tmp_path: Path) -> None:
+    assert list(victim.iterdir()) == [], "the daemon wrote outside SOURCE"
+    assert not (tmp_path / "victim").exists()
+
+
+# ---- the mirror --------------------------------------------------------------------------
+
+
+def _mirror_scenario(mnt: Path, src: Path) -> None:
+    # Files both ways.
+    (mnt / "f").write_bytes(b"from the mount")
+    assert (src / "f").read_bytes() == b"from the mount"
+    (src / "g").write_bytes(b"from the source")
+    assert (mnt / "g").read_bytes() == b"from the source"
+    assert os.stat(mnt / "f").st_ino == os.stat(src / "f").st_ino
+    # rename, link, symlink.
+    os.rename(mnt / "f", mnt / "f2")
+    assert not (src / "f").exists() and (src / "f2").read_bytes() == b"from the mount"
+    os.link(mnt / "f2", mnt / "h")
+    assert os.stat(src / "h").st_nlink == 2 == os.stat(mnt / "h").st_nlink
+    assert os.stat(src / "h").st_ino == os.stat(src / "f2").st_ino
+    os.symlink("f2", mnt / "s")
+    assert os.readlink(src / "s") == "f2" and os.readlink(mnt / "s") == "f2"
+    assert (mnt / "s").read_bytes() == b"from the mount"
+    os.link(mnt / "s", mnt / "s_hard", follow_symlinks=False)  # a hard link to a symlink
+    assert os.readlink(src / "s_hard") == "f2"
+    (src / "a").write_bytes(b"A")
+    (src / "b").write_bytes(b"B")
+    _renameat2(mnt / "a", mnt / "b", RENAME_EXCHANGE)
+    assert (src / "a").read_bytes() == b"B" and (src / "b").read_bytes() == b"A"
+    with pytest.raises(FileExistsError):
+        _renameat2(mnt / "a", mnt / "b", RENAME_NOREPLACE)
+    _renameat2(mnt / "a", mnt / "c", RENAME_NOREPLACE)
+    assert (src / "c").read_bytes() == b"B"
+    # Directories and special files.
+    os.mkdir(mnt / "dir", 0o750)
+    assert stat.S_IMODE(os.stat(src / "dir").st_mode) == 0o750 & ~_umask()
+    (mnt / "dir" / "inner").write_bytes(b"x")
+    with pytest.raises(OSError) as exc:
+        os.rmdir(mnt / "dir")
+    assert exc.value.errno == errno.ENOTEMPTY
+    os.unlink(mnt / "dir" / "inner")
+    os.rmdir(mnt / "dir")
+    assert not (src / "dir").exists()
+    os.mkfifo(mnt / "fifo")
+    assert stat.S_ISFIFO(os.stat(src / "fifo").st_mode)
+    # Metadata.
+    os.chmod(mnt / "f2", 0o640)
+    assert stat.S_IMODE(os.stat(src / "f2").st_mode) == 0o640
+    os.utime(mnt / "f2", ns=(1_000_000_001, 2_000_000_002))
+    st = os.stat(src / "f2")
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_001, 2_000_000_002)
+    os.utime(mnt / "s", ns=(3_000_000_000, 4_000_000_000), follow_symlinks=False)
+    assert os.lstat(src / "s").st_mtime_ns == 4_000_000_000
+    assert os.stat(src / "f2").st_mtime_ns == 2_000_000_002  # the target is untouched
+    os.chown(mnt / "f2", 1234, 5678)
+    assert (os.stat(src / "f2").st_uid, os.stat(src / "f2").st_gid) == (1234, 5678)
+    os.chown(mnt / "f2", 0, 0)
+    # Extended attributes.
+    os.setxattr(mnt / "f2", "user.k", b"value")
+    assert os.getxattr(src / "f2", "user.k") == b"value"
+    assert "user.k" in os.listxattr(mnt / "f2")
+    os.setxattr(src / "f2", "user.k2", b"v2")
+    assert os.getxattr(mnt / "f2", "user.k2") == b"v2"
+    os.removexattr(mnt / "f2", "user.k")
+    with pytest.raises(OSError) as exc:
+        os.getxattr(src / "f2", "user.k")
+    assert exc.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as exc:
+        # (user.* on a symlink is refused by the VFS; trusted.* reaches the daemon.)
+        os.getxattr(mnt / "s", "trusted.k", follow_symlinks=False)
+    assert exc.value.errno == errno.EOPNOTSUPP
+    # Sizes: truncate, ftruncate, fallocate, holes, copy_file_range.
+    os.truncate(mnt / "f2", 4)
+    assert (src / "f2").read_bytes() == b"from"
+    fd = os.open(mnt / "sparse", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"d" * 4096, 0)
+        os.pwrite(fd, b"e" * 4096, 1 << 20)
+        os.ftruncate(fd, 2 << 20)
+        assert os.stat(src / "sparse").st_size == 2 << 20
+        sfd = os.open(src / "sparse", os.O_RDONLY)
+        try:
+            for off in (0, 4096, 8192, 1 << 20):
+                for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+                    assert os.lseek(fd, off, whence) == os.lseek(sfd, off, whence)
+        finally:
+            os.close(sfd)
+        with pytest.raises(OSError) as exc:
+            os.lseek(fd, (2 << 20) + 1, os.SEEK_DATA)
+        assert exc.value.errno == errno.ENXIO
+        _fallocate(fd, 0, 0, 3 << 20)
+        assert os.stat(src / "sparse").st_size == 3 << 20
+        _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096)
+        assert (src / "sparse").read_bytes()[:4097] == bytes(4096) + b"\0"
+        out = os.open(mnt / "copy", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, b"copy me", 100)
+            assert os.copy_file_range(fd, out, 7, 100, 0) == 7
+        finally:
+            os.close(out)
+        assert (src / "copy").read_bytes() == b"copy me"
+    finally:
+        os.close(fd)
+    # An unlinked open file stays usable.
+    fd = os.open(mnt / "gone", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.unlink(mnt / "gone")
+        os.pwrite(fd, b"still here", 0)
+        assert os.pread(fd, 10, 0) == b"still here"
+        assert os.fstat(fd).st_nlink == 0
+    finally:
+        os.close(fd)
+    # Directory listings, long enough to take several READDIR(PLUS) rounds.
+    (src / "big").mkdir()
+    names = {f"entry-{i:04d}-{'x' * 40}" for i in range(600)}
+    for n in names:
+        (src / "big" / n).touch()
+    assert set(os.listdir(mnt / "big")) == names
+    assert sorted(os.listdir(mnt)) == sorted(os.listdir(src))
+    assert os.statvfs(mnt).f_blocks == os.statvfs(src).f_blocks
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "nope")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("cls", [Passthrough, ThreadedPassthrough])
+async def test_mirror(mount_ops, tree, cls):
+    src, victim = tree
+    fs = cls(src)
+    m = await mount_ops(fs)
+    await client(_mirror_scenario, Path(m.mountpoint), src)
+    _untouched(victim, src.parent.parent)
+    assert m.stats()["handler_failures"] == 0
+    # Every lookup the kernel made is given back once it drops its caches.
+    await client(Path("/proc/sys/vm/drop_caches").write_text, "2")
+    with trio.fail_after(10):
+        while len(fs._inodes) > 1:
+            await trio.sleep(0.02)
+
+
+async def test_zero_timeouts_and_external_changes(mount_ops, tree):
+    src, _ = tree
+    m = await mount_ops(Passthrough(src), entry_timeout=0, attr_timeout=0)
+    mnt = Path(m.mountpoint)
+
+    def scenario() -> None:
+        with pytest.raises(FileNotFoundError):
+            os.stat(mnt / "later")
+        (src / "later").write_bytes(b"123")
+        assert os.stat(mnt / "later").st_size == 3
+        (src / "later").write_bytes(b"12345")
+        assert os.stat(mnt / "later").st_size == 5
+        os.rename(src / "later", src / "moved")
+        assert not (mnt / "later").exists() and (mnt / "moved").read_bytes() == b"12345"
+
+    await client(scenario)
+
+
+# ---- escapes -----------------------------------------------------------------------------
+
+
+def _escape_attempts(mnt: Path) -> list[str]:
+    """Try to write through links that only a link-following daemon would resolve
+    to a/victim; return what unexpectedly succeeded."""
+    succeeded = []
+    attempts = {
+        "create through ../victim": lambda: os.close(
+            os.open(mnt / "evil" / "x", os.O_CREAT | os.O_WRONLY, 0o644)
+        ),
+        "create through ../../victim": lambda: os.close(
+            os.open(mnt / "d" / "evil2" / "x", os.O_CREAT | os.O_WRONLY, 0o644)
+        ),
+        "create through a chain of links": lambda: os.close(
+            os.open(mnt / "chain" / "x", os.O_CREAT | os.O_WRONLY, 0o644)
+        ),
+        "mkdir through ../victim": lambda: os.mkdir(mnt / "evil" / "y"),
+        "symlink through ../victim": lambda: os.symlink("t", mnt / "evil" / "z"),
+        "mknod through ../victim": lambda: os.mkfifo(mnt / "evil" / "p"),
+        "rename into ../victim": lambda: os.rename(mnt / "plain", mnt / "evil" / "plain"),
+        "link into ../victim": lambda: os.link(mnt / "plain", mnt / "evil" / "l"),
+        "create via a dangling file link": lambda: os.close(
+            os.open(mnt / "evil_file", os.O_CREAT | os.O_WRONLY, 0o644)
+        ),
+        "truncate the outside file": lambda: os.truncate(mnt / "evil_target", 0),
+    }
+    for what, attempt in attempts.items():
+        try:
+            attempt()
+        except OSError:
+            continue
+        succeeded.append(what)
+    return succeeded
+
+
+async def test_symlinks_are_never_followed_by_the_daemon(mount_ops, tree, tmp_path):
+    src, victim = tree
+    (victim / "target").write_bytes(b"outside")
+    os.symlink("../victim", src / "evil")
+    (src / "d").mkdir()
+    os.symlink("../../victim", src / "d" / "evil2")
+    os.symlink("d/evil2", src / "chain")
+    os.symlink("../victim/newfile", src / "evil_file")
+    os.symlink("../victim/target", src / "evil_target")
+    (src / "plain").write_bytes(b"p")
+    m = await mount_ops(Passthrough(src))
+    mnt = Path(m.mountpoint)
+    # The client's kernel resolves them in the mount's namespace: nothing there.
+    assert await client(os.readlink, mnt / "evil") == "../victim"
+    assert await client(_escape_attempts, mnt) == []
+    assert not (tmp_path / "victim").exists()
+    assert sorted(p.name for p in victim.iterdir()) == ["target"]
+    assert (victim / "target").read_bytes() == b"outside"
+    assert (src / "plain").read_bytes() == b"p"
+    # ".." from the mount root is the kernel's business (the mount's parent).
+    assert await client(os.stat, mnt / "..") == os.stat(tmp_path)
+
+
+async def test_hard_links_across_the_boundary(mount_ops, tree):
+    src, victim = tree
+    (victim / "secret").write_bytes(b"outside")
+    os.link(victim / "secret", src / "pre_existing")  # placed by someone with both rights
+    m = await mount_ops(Passthrough(src))
+    mnt = Path(m.mountpoint)
+    for a, b in ((victim / "secret", mnt / "hl"), (mnt / "pre_existing", victim / "hl")):
+        with pytest.raises(OSError) as exc:
+            await client(os.link, a, b)
+        assert exc.value.errno == errno.EXDEV
+    assert not (src / "hl").exists() and not (victim / "hl").exists()
+    # Out of scope, documented: a hard link that already exists inside is that file.
+    assert await client((mnt / "pre_existing").read_bytes) == b"outside"
+
+
+def _swap_race(src: Path, mnt: Path, rounds: int) -> int:
+    """Swap ``d`` (a directory) with ``l`` (a symlink to ../victim) in SOURCE while
+    the client creates, renames and removes under ``mnt/d``. Returns how many client
+    operations succeeded."""
+    stop = threading.Event()
+
+    def swapper() -> None:
+        while not stop.is_set():
+            _renameat2(src / "d", src / "l", RENAME_EXCHANGE)
+
+    t = threading.Thread(target=swapper)
+    t.start()
+    ok = 0
+    try:
+        for i in range(rounds):
+            for op in (
+                lambda: os.close(os.open(mnt / "d" / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644)),
+                lambda: os.mkdir(mnt / "d" / f"m{i}"),
+                lambda: os.symlink("x", mnt / "d" / f"s{i}"),
+                lambda: os.rename(mnt / "d" / f"f{i}", mnt / "d" / f"g{i}"),
+                lambda: (mnt / f"top{i}").write_bytes(b"t"),
+                lambda: os.rename(mnt / f"top{i}", mnt / "d" / f"top{i}"),
+                lambda: os.link(mnt / "d" / f"g{i}", mnt / "d" / f"h{i}"),
+                lambda: os.unlink(mnt / "d" / f"g{i}"),
+            ):
+                try:
+                    op()
+                    ok += 1
+                except OSError:
+                    pass
+    finally:
+        stop.set()
+        t.join()
+    return ok
+
+
+@pytest.mark.parametrize("entry_timeout", [0, 60])
+async def test_swap_race_stays_inside(mount_ops, tree, tmp_path, entry_timeout):
+    """With entry_timeout 60 the kernel keeps sending requests for the directory it
+    looked up first, whatever name it has now: a daemon that rebuilt paths would
+    follow ``d -> ../victim``. With 0 the kernel re-looks ``d`` up and sometimes
+    follows the symlink itself, in the mount's namespace (to nothing)."""
+    src, victim = tree
+    (src / "d").mkdir()
+    os.symlink("../victim", src / "l")
+    m = await mount_ops(Passthrough(src), entry_timeout=entry_timeout, attr_timeout=entry_timeout)
+    mnt = Path(m.mountpoint)
+    await client(os.stat, mnt / "d")
+    ok = await client(_swap_race, src, mnt, 150, timeout=60)
+    _untouched(victim, tmp_path)
+    inside = [p for p in src.rglob("*") if not p.is_symlink() or p.name.startswith("s")]
+    assert ok > 0 and len(inside) > 1, (ok, inside)
+    assert m.stats()["handler_failures"] == 0
+
+
+# ---- the handlers themselves, with hostile requests no kernel would send -------------------
+
+
+async def test_hostile_requests(tree):
+    src, victim = tree
+    os.symlink("../victim/newfile", src / "evil_file")
+    os.symlink("../victim", src / "evil")
+    (src / "sub").mkdir()
+    fs = Passthrough(src)
+    ctx = tfu.RequestContext(uid=0, gid=0, pid=os.getpid(), umask=0o022)
+    try:
+
+        async def fails(errno_: int, coro) -> None:  # type: ignore[no-untyped-def]
+            with pytest.raises(tfu.FUSEError) as exc:
+                await coro
+            assert exc.value.errno == errno_, exc.value
+
+        for name in (b"../victim", b"..", b".", b"a/b", b"/etc", b"", b"x\0y"):
+            await fails(errno.EINVAL, fs.create(ROOT, name, 0o644, os.O_WRONLY, ctx))
+            await fails(errno.EINVAL, fs.mkdir(ROOT, name, 0o755, ctx))
+            await fails(errno.EINVAL, fs.unlink(ROOT, name, ctx))
+            await fails(errno.EINVAL, fs.rename(ROOT, b"sub", ROOT, name, 0, ctx))
+        for name in (b"../victim", b"a/b", b"/etc", b""):
+            await fails(errno.EINVAL, fs.lookup(ROOT, name, ctx))
+        # ".." of the root is the root; elsewhere only an inode already served.
+        assert (await fs.lookup(ROOT, b"..", ctx)).st_ino == ROOT
+        sub = (await fs.lookup(ROOT, b"sub", ctx)).st_ino
+        assert (await fs.lookup(sub, b"..", ctx)).st_ino == ROOT
+        # A dangling link is never created through, opened, truncated or chmodded.
+        link = (await fs.lookup(ROOT, b"evil_file", ctx)).st_ino
+        await fails(errno.ELOOP, fs.create(ROOT, b"evil_file", 0o644, os.O_WRONLY, ctx))
+        await fails(errno.ENXIO, fs.open(link, os.O_WRONLY, ctx))
+        await fails(errno.ENOTDIR, fs.lookup(link, b"x", ctx))
+        await fails(errno.ENOTDIR, fs.create(link, b"x", 0o644, os.O_WRONLY, ctx))
+        await fails(errno.ENOTDIR, fs.mkdir(link, b"x", 0o755, ctx))
+        await fails(errno.EINVAL, fs.setattr(link, tfu.SetattrFields(st_size=0), None, ctx))
+        await fails(errno.EOPNOTSUPP, fs.setattr(link, tfu.SetattrFields(st_mode=0o777), None, ctx))
+        await fails(errno.EOPNOTSUPP, fs.getxattr(link, b"user.x", ctx))
+        # chown and utimens of a symlink inode change the link itself.
+        await fs.setattr(link, tfu.SetattrFields(st_uid=4321, st_mtime_ns=5 * 10**9), None, ctx)
+        assert os.lstat(src / "evil_file").st_uid == 4321
+        assert os.lstat(src / "evil_file").st_mtime_ns == 5 * 10**9
+        # Directory symlink as a parent: ENOTDIR, never a path through it.
+        evil = (await fs.lookup(ROOT, b"evil", ctx)).st_ino
+        await fails(errno.ENOTDIR, fs.mknod(evil, b"n", stat.S_IFIFO | 0o644, 0, ctx))
+        await fails(errno.ENOTDIR, fs.symlink(evil, b"n", b"t", ctx))
+        await fails(errno.ENOTDIR, fs.rename(ROOT, b"sub", evil, b"n", 0, ctx))
+        await fails(errno.ENOTDIR, fs.link(sub, evil, b"n", ctx))
+        await fails(errno.ENOTDIR, fs.opendir(evil, ctx))
+        # Unknown inodes are stale, not guessed.
+        await fails(errno.ESTALE, fs.getattr(999_999_999, ctx))
+        await fs.forget([(link, 1), (evil, 1), (sub, 2)])
+        assert set(fs._inodes) == {ROOT}
+        assert list(victim.iterdir()) == []
+    finally:
+        await fs.destroy()
+        fs.close()
+
+
+# ---- the command line --------------------------------------------------------------------
+
+
+EXAMPLE = str(REPO / "examples" / "passthrough.py")
+
+
+async def test_cli(tmp_path, tree, transport):
+    src, _ = tree
+    (src / "hello").write_bytes(b"hi")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, EXAMPLE, str(src), str(mnt), "--transport", transport,
+         "--entry-timeout", "0", "--attr-timeout", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        with trio.fail_after(15):
+            while not os.path.ismount(mnt):
+                assert proc.poll() is None, proc.communicate()
+                await trio.sleep(0.05)
+        assert await client((mnt / "hello").read_bytes) == b"hi"
+        await client((mnt / "new").write_bytes, b"new")
+        assert (src / "new").read_bytes() == b"new"
+        fsname = [ln.split()[0] for ln in Path("/proc/mounts").read_text().splitlines()
+                  if ln.split()[1] == str(mnt)]  # fmt: skip
+        assert fsname == [str(src)]
+        await client(functools.partial(subprocess.run, ["umount", str(mnt)], check=True))
+        out, err = await client(proc.communicate, timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert stats["requests"][transport] > 0 and "errors" in stats
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-o", "fsname=a\\,allow_other"], "fsname"),
+        (["-o", "subtype=x=y"], "subtype"),
+        (["--entry-timeout", "-1"], "timeout"),
+    ],
+)
+def test_cli_rejects_unsafe_options(tree, tmp_path, args, message):
+    src, _ = tree
+    r = subprocess.run(
+        [sys.executable, EXAMPLE, str(src), str(tmp_path), *args], capture_output=True, timeout=30
+    )
+    assert r.returncode == 2 and message in r.stderr.decode(), r
+
+
+def test_cli_rejects_bad_sources(tmp_path):
+    comma = tmp_path / "with,comma"
+    comma.mkdir()
+    r = subprocess.run([sys.executable, EXAMPLE, str(comma), str(tmp_path)], capture_output=True, timeout=30)
+    assert r.returncode == 2 and "fsname" in r.stderr.decode() and "','" in r.stderr.decode(), r
+    inner = tmp_path / "src" / "mnt"
+    inner.mkdir(parents=True)
+    r = subprocess.run(
+        [sys.executable, EXAMPLE, str(tmp_path / "src"), str(inner)], capture_output=True, timeout=30
+    )
+    assert r.returncode == 2 and "inside" in r.stderr.decode(), r
+    assert not os.path.ismount(inner)
