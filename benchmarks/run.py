@@ -398,10 +398,15 @@ def run_rounds(systems: list[System], plan: Plan, work: Path, logdir: Path,
     idle: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     exits: dict[str, list[Any]] = {s.name: [] for s in systems}
     errors: list[str] = []
+    loads: list[list[str]] = []
     backing = work / "backing"
     for rnd in range(plan.rounds):
         order = systems[rnd % len(systems) :] + systems[: rnd % len(systems)]
-        log(f"round {rnd + 1}/{plan.rounds}: order {[s.name for s in order]}")
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        loads.append(load)
+        log(
+            f"round {rnd + 1}/{plan.rounds}: order {[s.name for s in order]}, load {' '.join(load)}"
+        )
         daemons: list[Daemon] = []
         try:
             for s in order:
@@ -453,7 +458,7 @@ def run_rounds(systems: list[System], plan: Plan, work: Path, logdir: Path,
                 shutil.rmtree(d.src, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     os.rmdir(d.mnt)
-    return {"raw": raw, "idle": idle, "exit_stats": exits, "errors": errors}
+    return {"raw": raw, "idle": idle, "exit_stats": exits, "errors": errors, "loadavg": loads}
 
 
 def median(xs: list[float]) -> float | None:
@@ -724,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": plan.__dict__, "systems": {s.name: s.label for s in systems},
         "pyfuse3": pyfuse3_note, "fs": args.fs, "summary": summary, "targets": checks,
         "errors": result["errors"], "exit_stats": result["exit_stats"], "raw": result["raw"],
-        "idle": result["idle"],
+        "idle": result["idle"], "loadavg_per_round": result["loadavg"],
     }  # fmt: skip
     (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     (out / "results.md").write_text(table + "\n")
