@@ -178,8 +178,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tfu-soak-"))
     mnt = work / "mnt"
     mnt.mkdir()
-    daemon_out = open(work / "daemon.out", "w+")
-    daemon_err = open(work / "daemon.err", "w+")
+    daemon_out = open(work / "daemon.out", "w+")  # noqa: SIM115 (closed in finally)
+    daemon_err = open(work / "daemon.err", "w+")  # noqa: SIM115
     daemon = subprocess.Popen(
         [sys.executable, str(MEMFS), str(mnt), "--transport", args.transport],
         stdout=daemon_out, stderr=daemon_err,
@@ -238,7 +238,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         for p in (fio, client):
             if p.poll() is None:
                 p.kill()
-        fio_out, fio_err = fio.communicate(timeout=30)
+        _, fio_err = fio.communicate(timeout=30)
         client_out, client_err = client.communicate(timeout=30)
 
         # fio: exit status, per-job errors, bytes written and verified.
