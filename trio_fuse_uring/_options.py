@@ -53,6 +53,10 @@ class Options:
         time_gran: timestamp granularity in ns the filesystem keeps (1 = nanoseconds).
         writeback_cache: let the kernel cache writes (opt-in: it changes semantics).
         posix_acl: let the kernel enforce POSIX ACLs stored in xattrs (opt-in).
+        handle_killpriv_v2: the filesystem clears set-user-ID/set-group-ID bits itself
+            (opt-in). Without it the kernel does so with a SETATTR after an unprivileged
+            write; with it, writes and truncating opens that must clear the bits reach
+            ``Operations.setattr`` with ``SetattrFields(kill_suidgid=True)`` first.
         entry_timeout / attr_timeout: defaults (seconds) for attributes whose own
             timeouts are None.
 
@@ -81,6 +85,7 @@ class Options:
     time_gran: int = 1
     writeback_cache: bool = False
     posix_acl: bool = False
+    handle_killpriv_v2: bool = False
     entry_timeout: float = 1.0
     attr_timeout: float = 1.0
 

@@ -43,7 +43,6 @@ _DEFAULT_WANT = (
     | InitFlag.ATOMIC_O_TRUNC
     | InitFlag.EXPORT_SUPPORT
     | InitFlag.BIG_WRITES
-    | InitFlag.HANDLE_KILLPRIV_V2
     | InitFlag.SETXATTR_EXT
     | InitFlag.CACHE_SYMLINKS
     | InitFlag.EXPLICIT_INVAL_DATA
@@ -68,6 +67,8 @@ def init_flags_for(ops: Operations, options: Options, uring: bool) -> int:
         want |= InitFlag.WRITEBACK_CACHE
     if options.posix_acl:
         want |= InitFlag.POSIX_ACL
+    if options.handle_killpriv_v2:
+        want |= InitFlag.HANDLE_KILLPRIV_V2
     if "getlk" in caps and "setlk" in caps:
         want |= InitFlag.POSIX_LOCKS
     if "flock" in caps:

@@ -414,6 +414,8 @@ class Dispatcher:
         )
 
     async def _open(self, r: P.Open) -> Body:
+        if r.open_flags & _abi.OPEN_KILL_SUIDGID:
+            await self._kill_suidgid(r, None)
         fi = _expect(
             await self.ops.open(r.nodeid, r.flags, self._ctx(r)), FileInfo, "open", "FileInfo"
         )
@@ -443,7 +445,13 @@ class Dispatcher:
             raise _BadReturn("read", f"at most {r.size} bytes", f"<{len(data)} bytes>")
         return data
 
+    async def _kill_suidgid(self, r: P.Request, fh: int | None) -> None:
+        # HANDLE_KILLPRIV_V2 (opt-in): the kernel leaves clearing set-id bits to us.
+        await self.ops.setattr(r.nodeid, SetattrFields(kill_suidgid=True), fh, self._ctx(r))
+
     async def _write(self, r: P.Write) -> Body:
+        if r.write_flags & _abi.WRITE_KILL_SUIDGID:
+            await self._kill_suidgid(r, r.fh)
         n = await self.ops.write(r.fh, r.offset, r.data)
         if type(n) is not int or not 0 <= n <= r.size:
             raise _BadReturn("write", f"an int between 0 and {r.size}", n)
