@@ -50,7 +50,7 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -70,7 +70,13 @@ _UTIME_OMIT = (1 << 30) - 2
 _S_IFLNK, _S_IFREG, _S_IFDIR = stat.S_IFLNK, stat.S_IFREG, stat.S_IFDIR
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_libc.renameat2.argtypes = [
+    ctypes.c_int,
+    ctypes.c_char_p,
+    ctypes.c_int,
+    ctypes.c_char_p,
+    ctypes.c_uint,
+]
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 
 
@@ -85,6 +91,10 @@ def _check(ret: int) -> None:
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def _error(exc: OSError) -> tfu.FUSEError:
+    return tfu.FUSEError(exc.errno or errno.EIO)
 
 
 def _proc(fd: int) -> str:
@@ -245,7 +255,7 @@ class Passthrough(tfu.Operations):
             if exc.errno == errno.ENOENT:
                 # A negative entry, cached for the entry timeout.
                 return tfu.EntryAttributes(st_ino=0, st_mode=_S_IFREG)
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     def _lookup_dots(self, parent_inode: int, pfd: int, name: bytes) -> tfu.EntryAttributes:
         """The kernel looks up ``.`` and ``..`` (NFS export): stay among known inodes."""
@@ -256,12 +266,12 @@ class Passthrough(tfu.Operations):
             try:
                 st = os.stat(self._inode(nid).fd)
             except OSError as exc:
-                raise tfu.FUSEError(exc.errno) from None
+                raise _error(exc) from None
         else:
             try:
                 st = os.stat(b"..", dir_fd=pfd, follow_symlinks=False)
             except OSError as exc:
-                raise tfu.FUSEError(exc.errno) from None
+                raise _error(exc) from None
             nid = self._nid(st)
             if nid not in self._inodes:
                 # Not an inode we serve: outside SOURCE, or never seen. Do not go there.
@@ -286,7 +296,7 @@ class Passthrough(tfu.Operations):
         except KeyError:
             raise tfu.FUSEError(errno.ESTALE) from None
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def setattr(self, inode, attr, fh, ctx):  # type: ignore[no-untyped-def]
         ino = self._inode(inode)
@@ -307,7 +317,12 @@ class Passthrough(tfu.Operations):
                     if ino.fmt != _S_IFREG:
                         raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.EINVAL)
                     os.truncate(target, attr.st_size)
-            if attr.atime_now or attr.mtime_now or attr.st_atime_ns is not None or attr.st_mtime_ns is not None:
+            if (
+                attr.atime_now
+                or attr.mtime_now
+                or attr.st_atime_ns is not None
+                or attr.st_mtime_ns is not None
+            ):
                 self._utimens(target, attr)
             if attr.kill_suidgid and attr.st_mode is None:
                 mode = os.stat(target).st_mode
@@ -316,7 +331,7 @@ class Passthrough(tfu.Operations):
                     os.chmod(target, stat.S_IMODE(mode) & ~kill)
             return _attr(inode, os.stat(fh if fh is not None else ino.fd))
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     @staticmethod
     def _utimens(target: str | int, attr: tfu.SetattrFields) -> None:
@@ -338,7 +353,7 @@ class Passthrough(tfu.Operations):
         try:
             return os.readlink(b"", dir_fd=self._inode(inode).fd)  # readlinkat(fd, "")
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def symlink(self, parent_inode, name, target, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
@@ -347,7 +362,7 @@ class Passthrough(tfu.Operations):
             os.symlink(target, name, dir_fd=pfd)
             return self._created(pfd, name, ctx, None)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def mknod(self, parent_inode, name, mode, rdev, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
@@ -357,7 +372,7 @@ class Passthrough(tfu.Operations):
             os.mknod(name, stat.S_IFMT(mode) | perm, rdev, dir_fd=pfd)
             return self._created(pfd, name, ctx, perm)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def mkdir(self, parent_inode, name, mode, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
@@ -367,21 +382,21 @@ class Passthrough(tfu.Operations):
             os.mkdir(name, perm, dir_fd=pfd)
             return self._created(pfd, name, ctx, perm)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def unlink(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
         try:
             os.unlink(name, dir_fd=self._inode(parent_inode).fd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def rmdir(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
         try:
             os.rmdir(name, dir_fd=self._inode(parent_inode).fd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):  # type: ignore[no-untyped-def]
         _check_name(name_old)
@@ -394,7 +409,7 @@ class Passthrough(tfu.Operations):
             else:
                 os.rename(name_old, name_new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def link(self, inode, new_parent_inode, new_name, ctx):  # type: ignore[no-untyped-def]
         _check_name(new_name)
@@ -406,7 +421,7 @@ class Passthrough(tfu.Operations):
             os.link(_proc(ino.fd), new_name, dst_dir_fd=pfd, follow_symlinks=True)
             st = os.stat(ino.fd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
         ino.nlookup += 1
         return _attr(inode, st)
 
@@ -429,7 +444,7 @@ class Passthrough(tfu.Operations):
         try:
             return tfu.FileInfo(fh=os.open(_proc(ino.fd), self._flags(flags)))
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def create(self, parent_inode, name, mode, flags, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
@@ -438,7 +453,7 @@ class Passthrough(tfu.Operations):
         try:
             fd = os.open(name, self._flags(flags) | os.O_CREAT | os.O_NOFOLLOW, perm, dir_fd=pfd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
         try:
             self._fix_owner_and_mode(fd, pfd, ctx, perm)
             st = os.stat(fd)
@@ -448,19 +463,20 @@ class Passthrough(tfu.Operations):
             return tfu.FileInfo(fh=fd), self._remember(path_fd, st)
         except OSError as exc:
             os.close(fd)
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
-    async def read(self, fh, off, size):  # type: ignore[no-untyped-def]
+    async def read_into(self, fh, off, buf):  # type: ignore[no-untyped-def]
+        # Straight into the reply buffer (over io-uring: the kernel-shared payload).
         try:
-            return os.pread(fh, size, off)
+            return os.preadv(fh, (buf,), off)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def write(self, fh, off, buf):  # type: ignore[no-untyped-def]
         try:
             return os.pwrite(fh, buf, off)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def flush(self, fh, lock_owner):  # type: ignore[no-untyped-def]
         # What close() of one of several descriptors does to the source file (NFS
@@ -468,7 +484,7 @@ class Passthrough(tfu.Operations):
         try:
             os.close(os.dup(fh))
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def release(self, fh):  # type: ignore[no-untyped-def]
         os.close(fh)
@@ -477,7 +493,7 @@ class Passthrough(tfu.Operations):
         try:
             await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, fh)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def fallocate(self, fh, mode, offset, length):  # type: ignore[no-untyped-def]
         def allocate() -> None:
@@ -486,7 +502,7 @@ class Passthrough(tfu.Operations):
         try:
             await trio.to_thread.run_sync(allocate)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def lseek(self, fh, offset, whence):  # type: ignore[no-untyped-def]
         if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
@@ -494,7 +510,7 @@ class Passthrough(tfu.Operations):
         try:
             return os.lseek(fh, offset, whence)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def copy_file_range(self, fh_in, off_in, fh_out, off_out, length, flags):  # type: ignore[no-untyped-def]
         if flags:
@@ -504,7 +520,7 @@ class Passthrough(tfu.Operations):
                 os.copy_file_range, fh_in, fh_out, length, off_in, off_out
             )
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     # ---- directories ----------------------------------------------------------------------------
 
@@ -513,7 +529,7 @@ class Passthrough(tfu.Operations):
         try:
             fh = os.open(_proc(ino.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
         self._dirs[fh] = None
         return fh
 
@@ -525,7 +541,7 @@ class Passthrough(tfu.Operations):
             try:
                 names = [os.fsencode(n) for n in os.listdir(fh)]
             except OSError as exc:
-                raise tfu.FUSEError(exc.errno) from None
+                raise _error(exc) from None
             self._dirs[fh] = names
         inodes = self._inodes
         for i in range(start_id, len(names)):
@@ -564,7 +580,7 @@ class Passthrough(tfu.Operations):
         try:
             await trio.to_thread.run_sync(os.fsync, fh)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     # ---- filesystem --------------------------------------------------------------------------
 
@@ -572,7 +588,7 @@ class Passthrough(tfu.Operations):
         try:
             s = os.statvfs(self._root_fd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
         return tfu.StatvfsData(
             f_bsize=s.f_bsize, f_frsize=s.f_frsize, f_blocks=s.f_blocks, f_bfree=s.f_bfree,
             f_bavail=s.f_bavail, f_files=s.f_files, f_ffree=s.f_ffree, f_favail=s.f_favail,
@@ -586,7 +602,7 @@ class Passthrough(tfu.Operations):
         try:
             st = os.stat(self._inode(inode).fd)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
         mode &= os.R_OK | os.W_OK | os.X_OK
         if not mode:
             return
@@ -615,51 +631,51 @@ class Passthrough(tfu.Operations):
         try:
             os.setxattr(self._xattr_path(inode), name, value, flags)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def getxattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
         try:
             return os.getxattr(self._xattr_path(inode), name)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def listxattr(self, inode, ctx):  # type: ignore[no-untyped-def]
         try:
             return [os.fsencode(n) for n in os.listxattr(self._xattr_path(inode))]
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def removexattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
         try:
             os.removexattr(self._xattr_path(inode), name)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
 
 class ThreadedPassthrough(Passthrough):
     """Passthrough whose data I/O runs in worker threads (for slow backing stores).
 
-    ``buf`` of a write stays valid while the thread uses it: the handler waits for the
-    thread (``run_sync`` is not abandoned on cancellation).
+    The buffers of ``read_into`` and ``write`` stay valid while the thread uses them:
+    the handler waits for the thread (``run_sync`` is not abandoned on cancellation).
     """
 
-    async def read(self, fh, off, size):  # type: ignore[no-untyped-def]
+    async def read_into(self, fh, off, buf):  # type: ignore[no-untyped-def]
         try:
-            return await trio.to_thread.run_sync(os.pread, fh, size, off)
+            return await trio.to_thread.run_sync(os.preadv, fh, (buf,), off)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def write(self, fh, off, buf):  # type: ignore[no-untyped-def]
         try:
             return await trio.to_thread.run_sync(os.pwrite, fh, buf, off)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def flush(self, fh, lock_owner):  # type: ignore[no-untyped-def]
         try:
             await trio.to_thread.run_sync(lambda: os.close(os.dup(fh)))
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
     async def lseek(self, fh, offset, whence):  # type: ignore[no-untyped-def]
         if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
@@ -667,7 +683,7 @@ class ThreadedPassthrough(Passthrough):
         try:
             return await trio.to_thread.run_sync(os.lseek, fh, offset, whence)
         except OSError as exc:
-            raise tfu.FUSEError(exc.errno) from None
+            raise _error(exc) from None
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -728,12 +744,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", help="the directory to mirror")
     parser.add_argument("mountpoint")
     parser.add_argument("--transport", choices=["auto", "uring", "devfuse"], default="auto")
-    parser.add_argument("--entry-timeout", type=_timeout, default=1.0, metavar="S",
-                        help="how long the kernel caches names (0: ask every time)")
-    parser.add_argument("--attr-timeout", type=_timeout, default=1.0, metavar="S",
-                        help="how long the kernel caches attributes (0: ask every time)")
-    parser.add_argument("--threads", action="store_true",
-                        help="do reads and writes in worker threads (slow backing stores)")
+    parser.add_argument(
+        "--entry-timeout",
+        type=_timeout,
+        default=1.0,
+        metavar="S",
+        help="how long the kernel caches names (0: ask every time)",
+    )
+    parser.add_argument(
+        "--attr-timeout",
+        type=_timeout,
+        default=1.0,
+        metavar="S",
+        help="how long the kernel caches attributes (0: ask every time)",
+    )
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="do reads and writes in worker threads (slow backing stores)",
+    )
     parser.add_argument("--debug", action="store_true", help="log every request and reply")
     parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
                         help="mount options: allow_other, ro, writeback_cache, fsname=, "

@@ -319,14 +319,14 @@ def _swap_race(src: Path, mnt: Path, rounds: int) -> int:
     try:
         for i in range(rounds):
             for op in (
-                lambda: os.close(os.open(mnt / "d" / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644)),
-                lambda: os.mkdir(mnt / "d" / f"m{i}"),
-                lambda: os.symlink("x", mnt / "d" / f"s{i}"),
-                lambda: os.rename(mnt / "d" / f"f{i}", mnt / "d" / f"g{i}"),
-                lambda: (mnt / f"top{i}").write_bytes(b"t"),
-                lambda: os.rename(mnt / f"top{i}", mnt / "d" / f"top{i}"),
-                lambda: os.link(mnt / "d" / f"g{i}", mnt / "d" / f"h{i}"),
-                lambda: os.unlink(mnt / "d" / f"g{i}"),
+                lambda i=i: os.close(os.open(mnt / "d" / f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644)),
+                lambda i=i: os.mkdir(mnt / "d" / f"m{i}"),
+                lambda i=i: os.symlink("x", mnt / "d" / f"s{i}"),
+                lambda i=i: os.rename(mnt / "d" / f"f{i}", mnt / "d" / f"g{i}"),
+                lambda i=i: (mnt / f"top{i}").write_bytes(b"t"),
+                lambda i=i: os.rename(mnt / f"top{i}", mnt / "d" / f"top{i}"),
+                lambda i=i: os.link(mnt / "d" / f"g{i}", mnt / "d" / f"h{i}"),
+                lambda i=i: os.unlink(mnt / "d" / f"g{i}"),
             ):
                 try:
                     op()
@@ -450,6 +450,8 @@ async def test_cli(tmp_path, tree, transport):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+        if os.path.ismount(mnt):  # the daemon died: do not leave a dead mount behind
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
     assert proc.returncode == 0, err
     stats = json.loads(out.decode().strip().splitlines()[-1])
     assert stats["requests"][transport] > 0 and "errors" in stats
@@ -474,12 +476,16 @@ def test_cli_rejects_unsafe_options(tree, tmp_path, args, message):
 def test_cli_rejects_bad_sources(tmp_path):
     comma = tmp_path / "with,comma"
     comma.mkdir()
-    r = subprocess.run([sys.executable, EXAMPLE, str(comma), str(tmp_path)], capture_output=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, EXAMPLE, str(comma), str(tmp_path)], capture_output=True, timeout=30
+    )
     assert r.returncode == 2 and "fsname" in r.stderr.decode() and "','" in r.stderr.decode(), r
     inner = tmp_path / "src" / "mnt"
     inner.mkdir(parents=True)
     r = subprocess.run(
-        [sys.executable, EXAMPLE, str(tmp_path / "src"), str(inner)], capture_output=True, timeout=30
+        [sys.executable, EXAMPLE, str(tmp_path / "src"), str(inner)],
+        capture_output=True,
+        timeout=30,
     )
     assert r.returncode == 2 and "inside" in r.stderr.decode(), r
     assert not os.path.ismount(inner)
