@@ -165,19 +165,18 @@ async def test_killed_daemon_gives_enotconn_not_a_hang(transport, public_dir):
             pass
 
 
-async def test_killed_daemon_gives_enotconn_and_auto_unmount_clears(transport, public_dir):
-    """With auto_unmount, fusermount3 clears the mount of a SIGKILLed daemon, so a new
+@pytest.mark.parametrize("user", ["root", "nobody"])
+async def test_killed_daemon_gives_enotconn_and_auto_unmount_clears(transport, public_dir, user):
+    """With auto_unmount, the watchdog clears the mount of a SIGKILLed daemon, so a new
     daemon can mount at the same place."""
-    if transport == "uring":
-        # fusermount3 checks the connection the moment our socket closes; over io-uring the
-        # kernel tears the ring (which holds /dev/fuse) down asynchronously, so the
-        # connection still looks alive then and fusermount3 leaves the mount in place.
-        pytest.xfail("auto_unmount does not yet clear a killed io-uring daemon's mount")
     mnt = str(public_dir)
     cmd = [sys.executable, "-c", _DAEMON, mnt, transport, str(REPO / "examples"), "1"]
+    if user == "nobody":  # mounts through fusermount3, unmounts with fusermount3 -u
+        cmd = [*_as_nobody(), *cmd]
     proc = await trio.lowlevel.open_process(cmd, stderr=subprocess.DEVNULL)
     await _wait_mounted(mnt, proc)
-    assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
+    if user == "root":
+        assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
     proc.kill()
     await proc.wait()
     with trio.fail_after(10):

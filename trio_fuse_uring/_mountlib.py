@@ -25,6 +25,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from ._options import Options, fs_type
@@ -80,9 +81,9 @@ class MountHandle:
     mountpoint: str
     fd: int
     via_fusermount: bool
-    #: fusermount3's socket, kept open for auto_unmount (closing it unmounts).
-    commsock: socket.socket | None = None
-    helper: subprocess.Popen[bytes] | None = None
+    #: auto_unmount: the watchdog process and the pipe end whose EOF wakes it.
+    watchdog: subprocess.Popen[bytes] | None = None
+    watchdog_pipe: int = -1
 
 
 def open_dev_fuse() -> int:
@@ -128,13 +129,41 @@ def check_mountpoint(mountpoint: str) -> str:
 def mount(mountpoint: str, options: Options) -> MountHandle:
     """Mount a FUSE filesystem at ``mountpoint``; returns the /dev/fuse fd's owner.
 
-    Root uses mount(2) directly (unless ``auto_unmount`` needs fusermount3's watcher);
-    other users go through fusermount3.
+    Root uses mount(2) directly; other users go through fusermount3. With
+    ``auto_unmount`` a watchdog process (``_watchdog.py``) unmounts if the daemon dies.
     """
     path = check_mountpoint(mountpoint)
-    if os.geteuid() == 0 and not options.auto_unmount:
-        return _mount_direct(path, options)
-    return _mount_fusermount(path, options)
+    if os.geteuid() == 0:
+        handle = _mount_direct(path, options)
+    else:
+        handle = _mount_fusermount(path, options)
+    if options.auto_unmount:
+        try:
+            _start_watchdog(handle)
+        except BaseException:
+            unmount(handle, lazy=True)
+            os.close(handle.fd)
+            raise
+    return handle
+
+
+def _start_watchdog(handle: MountHandle) -> None:
+    conn = connection_id(handle.mountpoint)
+    if conn is None:
+        raise MountError(errno.EIO, f"{handle.mountpoint} vanished right after mounting")
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        handle.watchdog = subprocess.Popen(
+            [sys.executable, "-m", "trio_fuse_uring._watchdog", str(r), handle.mountpoint,
+             str(conn)],
+            pass_fds=(r,), stdin=subprocess.DEVNULL, cwd="/", start_new_session=True,
+        )  # fmt: skip
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    handle.watchdog_pipe = w
 
 
 def _split_flags(options: Options) -> tuple[int, list[str]]:
@@ -209,9 +238,6 @@ def _mount_fusermount(path: str, options: Options) -> MountHandle:
         )
     fd = fds[0]
     os.set_blocking(fd, False)
-    if options.auto_unmount:
-        # fusermount3 keeps watching our end of the socket; closing it unmounts.
-        return MountHandle(path, fd, True, commsock=ours, helper=proc)
     proc.wait(timeout=10)
     ours.close()
     return MountHandle(path, fd, via_fusermount=True)
@@ -238,17 +264,17 @@ def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
 
 
 def release_helper(handle: MountHandle) -> None:
-    """Close the auto_unmount socket and reap fusermount3 (after the unmount)."""
-    if handle.commsock is not None:
-        handle.commsock.close()
-        handle.commsock = None
-    if handle.helper is not None:
+    """Stop the auto_unmount watchdog (after our own unmount: it then finds nothing to do)."""
+    if handle.watchdog_pipe >= 0:
+        os.close(handle.watchdog_pipe)
+        handle.watchdog_pipe = -1
+    if handle.watchdog is not None:
         try:
-            handle.helper.wait(timeout=5)
+            handle.watchdog.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            handle.helper.kill()
-            handle.helper.wait()
-        handle.helper = None
+            handle.watchdog.kill()
+            handle.watchdog.wait()
+        handle.watchdog = None
 
 
 def connection_id(mountpoint: str) -> int | None:

@@ -67,7 +67,8 @@ class Options:
         poll_us: how long an idle transport keeps polling before it sleeps (µs); 0 never
             polls. Bounded: an idle mount uses no CPU.
         ring_depth: entries per io-uring queue.
-        auto_unmount: if the daemon dies, unmount for it (needs fusermount3).
+        auto_unmount: if the daemon dies (even by SIGKILL), a small watchdog process
+            unmounts for it, so the mountpoint can be reused.
     """
 
     fsname: str = "trio-fuse-uring"
@@ -142,8 +143,6 @@ class Options:
         if self.subtype:
             opts.append(f"subtype={self.subtype}")
         opts.append("ro" if self.read_only else "rw")
-        if self.auto_unmount:
-            opts.append("auto_unmount")
         return ",".join(opts + self._common())
 
     def _common(self) -> list[str]:

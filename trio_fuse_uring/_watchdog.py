@@ -1,0 +1,58 @@
+"""``auto_unmount``: a tiny process that unmounts for a daemon that died.
+
+The daemon starts it with the read end of a pipe whose write end only the daemon holds.
+When the daemon exits, however it exits, the pipe reaches EOF. If the mount is still
+there, the watchdog waits until the kernel reports the connection dead (ENOTCONN) and
+then detaches the mount, so a new daemon can mount at the same place.
+
+Why not fusermount3's own auto_unmount: it checks the connection the moment the daemon's
+socket closes. Over io-uring the kernel releases /dev/fuse only when it has torn the
+daemon's rings down, a little later, so the connection still looks alive at that
+moment and fusermount3 leaves the dead mount behind.
+
+Usage (internal): ``python -m trio_fuse_uring._watchdog FD MOUNTPOINT CONN_ID``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+
+#: How long to wait for the kernel to declare the dead daemon's connection gone.
+SETTLE_SECONDS = 30.0
+
+
+def _dead(mountpoint: str) -> bool:
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
+
+
+def main(argv: list[str]) -> int:
+    fd, mountpoint, conn = int(argv[1]), argv[2], int(argv[3])
+    os.chdir("/")  # never keep the mount (or anything else) busy
+    while True:  # wait for EOF: the daemon is gone
+        try:
+            if not os.read(fd, 1):
+                break
+        except InterruptedError:
+            continue
+    from ._mountlib import MountHandle, connection_id, unmount
+
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        if connection_id(mountpoint) != conn:
+            return 0  # unmounted cleanly (or someone else's mount now): nothing to do
+        if _dead(mountpoint):
+            handle = MountHandle(mountpoint, -1, via_fusermount=os.geteuid() != 0)
+            return 0 if unmount(handle, lazy=True) == 0 else 1
+        time.sleep(0.05)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
