@@ -614,21 +614,32 @@ def draw_chart(names: list[str], summary: dict[str, Any], path: Path, title: str
     return None
 
 
+def _cpu_busy_fraction(seconds: float = 2.0) -> float:
+    def sample() -> tuple[int, int]:
+        vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = vals[3] + vals[4]
+        return sum(vals) - idle, sum(vals)
+
+    b0, t0 = sample()
+    time.sleep(seconds)
+    b1, t1 = sample()
+    return (b1 - b0) / max(1, t1 - t0)
+
+
 def check_quiet(max_wait_s: float) -> str:
-    """Wait (bounded) for a quiet machine: load < 0.5 and no pytest. Says what it saw."""
+    """Wait (bounded) for a quiet machine: < 10% CPU busy over 2 s and no pytest running."""
     deadline = time.monotonic() + max_wait_s
     while True:
-        load = float(Path("/proc/loadavg").read_text().split()[0])
-        busy = subprocess.run(
+        busy = _cpu_busy_fraction()
+        tests = subprocess.run(
             ["pgrep", "-f", "pytest"], capture_output=True, text=True
         ).stdout.split()
-        busy = [p for p in busy if int(p) != os.getpid()]
-        if load < 0.5 and not busy:
-            return f"quiet (load {load})"
+        if busy < 0.10 and not tests:
+            return f"quiet ({100 * busy:.0f}% CPU busy, no pytest)"
         if time.monotonic() > deadline:
-            return f"still busy after waiting (load {load}, {len(busy)} pytest processes)"
-        log(f"machine busy (load {load}, {len(busy)} pytest processes); waiting")
-        time.sleep(15)
+            return f"still busy after waiting ({100 * busy:.0f}% CPU busy, {len(tests)} pytest processes)"
+        log(f"machine busy ({100 * busy:.0f}% CPU, {len(tests)} pytest processes); waiting")
+        time.sleep(10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fs", choices=["passthrough", "memfs"], default="passthrough",
                     help="our example to mount (memfs: development fallback, not comparable)")  # fmt: skip
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
-                    help="first wait up to S seconds for load < 0.5 and no pytest running")  # fmt: skip
+                    help="first wait up to S seconds for < 10%% CPU busy and no pytest running")  # fmt: skip
     ap.add_argument("--profile", action="store_true",
                     help="instead: profile 4 KiB randread on uring and devfuse (py-spy, perf)")  # fmt: skip
     args = ap.parse_args(argv)
