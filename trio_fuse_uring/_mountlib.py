@@ -133,10 +133,8 @@ def mount(mountpoint: str, options: Options) -> MountHandle:
     ``auto_unmount`` a watchdog process (``_watchdog.py``) unmounts if the daemon dies.
     """
     path = check_mountpoint(mountpoint)
-    if os.geteuid() == 0:
-        handle = _mount_direct(path, options)
-    else:
-        handle = _mount_fusermount(path, options)
+    mounter = _mount_direct if os.geteuid() == 0 else _mount_fusermount
+    handle = mounter(path, options)
     if options.auto_unmount:
         try:
             _start_watchdog(handle)
