@@ -601,6 +601,16 @@ def draw_chart(names: list[str], summary: dict[str, Any], path: Path, title: str
             if v:
                 ax.annotate(f"{v:.1f}" if v < 100 else f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, v),
                             ha="center", va="bottom", fontsize=7)  # fmt: skip
+    if base == "pyfuse3" and "uring" in names:
+        i = names.index("uring")
+        tx = [
+            j + (i - (len(names) - 1) / 2) * width
+            for j, w in enumerate(ws)
+            if w in TARGET_VS_PYFUSE3
+        ]
+        ty = [TARGET_VS_PYFUSE3[w] for w in ws if w in TARGET_VS_PYFUSE3]
+        ax.scatter(tx, ty, marker="_", s=400, color="red", linewidths=2, zorder=3,
+                   label="issue 4 target for uring")  # fmt: skip
     ax.set_yscale("log")
     ax.axhline(1.0, color="black", linewidth=0.6)
     ax.set_xticks(range(len(ws)))
@@ -624,6 +634,12 @@ def _cpu_busy_fraction(seconds: float = 2.0) -> float:
     time.sleep(seconds)
     b1, t1 = sample()
     return (b1 - b0) / max(1, t1 - t0)
+
+
+def chart_title(doc: dict[str, Any]) -> str:
+    m = doc.get("machine", {})
+    return (f"trio-fuse-uring passthrough vs pyfuse3: medians of {doc['plan']['rounds']} interleaved "
+            f"rounds ({m.get('kernel')}, {m.get('cpus')} CPUs)")  # fmt: skip
 
 
 def check_quiet(max_wait_s: float) -> str:
@@ -656,7 +672,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="first wait up to S seconds for < 10%% CPU busy and no pytest running")  # fmt: skip
     ap.add_argument("--profile", action="store_true",
                     help="instead: profile 4 KiB randread on uring and devfuse (py-spy, perf)")  # fmt: skip
+    ap.add_argument("--report", metavar="JSON",
+                    help="instead: redraw the table and chart of a saved results.json into --out")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.report:
+        doc = json.loads(Path(args.report).read_text())
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        names = list(doc["systems"])
+        table = render_table(names, doc["summary"], check_targets(doc["summary"]))
+        (out / "results.md").write_text(table + "\n")
+        note = draw_chart(names, doc["summary"], out / "results.png", chart_title(doc))
+        print(table)
+        print(note or f"wrote {out}/results.md, results.png")
+        return 0
     if os.geteuid() != 0:
         print("benchmarks/run.py must run as root (it mounts tmpfs and FUSE)", file=sys.stderr)
         return 2
@@ -744,9 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
     (out / "results.md").write_text(table + "\n")
-    note = draw_chart(names, summary, out / "results.png",
-                      f"trio-fuse-uring passthrough vs pyfuse3: medians of {plan.rounds} interleaved "
-                      f"rounds ({info.get('kernel')}, {info.get('cpus')} CPUs)")  # fmt: skip
+    note = draw_chart(names, summary, out / "results.png", chart_title(doc))
     print(table)
     print()
     if note:
