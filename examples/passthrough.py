@@ -85,6 +85,7 @@ class _Timespec(ctypes.Structure):
 
 
 _libc.utimensat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Timespec), ctypes.c_int]
+_libc.futimens.argtypes = [ctypes.c_int, ctypes.POINTER(_Timespec)]
 
 
 def _check(ret: int) -> None:
@@ -345,7 +346,7 @@ class Passthrough(tfu.Operations):
             else:
                 ts.tv_sec, ts.tv_nsec = divmod(ns, 1_000_000_000)
         if isinstance(target, int):
-            _check(_libc.utimensat(target, None, times, 0))  # futimens
+            _check(_libc.futimens(target, times))
         else:
             _check(_libc.utimensat(_AT_FDCWD, os.fsencode(target), times, 0))
 

@@ -229,6 +229,79 @@ async def test_zero_timeouts_and_external_changes(mount_ops, tree):
     await client(scenario)
 
 
+_AS_USER = """
+import os, sys
+root = int(sys.argv[1])  # the mount's root, inherited: the test's tmp_path is private
+os.umask(0o027)
+os.close(os.open("pub/file", os.O_CREAT | os.O_WRONLY, 0o666, dir_fd=root))
+os.mkdir("pub/dir", 0o777, dir_fd=root)
+os.symlink("file", "pub/link", dir_fd=root)
+os.mknod("pub/fifo", 0o10666, dir_fd=root)
+os.close(os.open("sgid/file", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=root))
+try:
+    os.chmod("root_file", 0o777, dir_fd=root)
+except PermissionError:
+    pass
+else:
+    sys.exit("chmod of root's file was allowed")
+"""
+
+
+async def test_other_users_get_their_ids_and_umask(mount_ops, tree):
+    src, _ = tree
+    (src / "pub").mkdir(mode=0o777)
+    os.chmod(src / "pub", 0o777)
+    (src / "sgid").mkdir()
+    os.chown(src / "sgid", 0, 4242)
+    os.chmod(src / "sgid", 0o2777)
+    (src / "root_file").write_bytes(b"")
+    m = await mount_ops(Passthrough(src), allow_other=True)
+    root = await client(os.open, m.mountpoint, os.O_PATH | os.O_DIRECTORY)
+    try:
+        r = await client(
+            functools.partial(
+                subprocess.run, [sys.executable, "-c", _AS_USER, str(root)], pass_fds=[root],
+                user=65534, group=65534, extra_groups=[], capture_output=True, timeout=30,
+            )
+        )  # fmt: skip
+    finally:
+        os.close(root)
+    assert r.returncode == 0, r.stderr.decode()
+    for name, mode in (("file", 0o640), ("dir", 0o750), ("fifo", 0o640), ("link", None)):
+        st = os.lstat(src / "pub" / name)
+        assert (st.st_uid, st.st_gid) == (65534, 65534), name
+        if mode is not None:
+            assert stat.S_IMODE(st.st_mode) == mode, (name, oct(st.st_mode))
+    st = os.stat(src / "sgid" / "file")
+    assert (st.st_uid, st.st_gid) == (65534, 4242)  # the set-group-ID directory's group
+    assert stat.S_IMODE(os.stat(src / "root_file").st_mode) == 0o644
+
+
+async def test_writeback_cache(mount_ops, tree):
+    """The kernel caches writes and sends them (and mtime updates) through any open
+    handle; write-only and append opens must still work."""
+    src, _ = tree
+    m = await mount_ops(ThreadedPassthrough(src), writeback_cache=True)
+    mnt = Path(m.mountpoint)
+
+    def scenario() -> None:
+        (mnt / "f").write_bytes(b"abc")
+        with open(mnt / "f", "ab") as f:
+            f.write(b"def")
+        fd = os.open(mnt / "f", os.O_WRONLY)
+        try:
+            os.pwrite(fd, b"Z", 1)
+            os.utime(fd, ns=(10**9, 2 * 10**9))
+        finally:
+            os.close(fd)
+        (mnt / "big").write_bytes(b"y" * (3 << 20))
+        os.sync()
+
+    await client(scenario)
+    assert (src / "f").read_bytes() == b"aZcdef"
+    assert (src / "big").read_bytes() == b"y" * (3 << 20)
+
+
 # ---- escapes -----------------------------------------------------------------------------
 
 
@@ -423,6 +496,12 @@ async def test_hostile_requests(tree):
 EXAMPLE = str(REPO / "examples" / "passthrough.py")
 
 
+def _mounted(path: Path) -> bool:
+    """Also true for a dead mount (where os.path.ismount fails with ENOTCONN)."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == str(path) for line in f)
+
+
 async def test_cli(tmp_path, tree, transport):
     src, _ = tree
     (src / "hello").write_bytes(b"hi")
@@ -450,7 +529,7 @@ async def test_cli(tmp_path, tree, transport):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        if os.path.ismount(mnt):  # the daemon died: do not leave a dead mount behind
+        if _mounted(mnt):  # the daemon died: do not leave a dead mount behind
             subprocess.run(["umount", "-l", str(mnt)], check=False)
     assert proc.returncode == 0, err
     stats = json.loads(out.decode().strip().splitlines()[-1])
