@@ -452,7 +452,10 @@ class Passthrough(tfu.Operations):
         pfd = self._inode(parent_inode).fd
         perm = stat.S_IMODE(mode) & ~ctx.umask
         try:
-            fd = os.open(name, self._flags(flags) | os.O_CREAT | os.O_NOFOLLOW, perm, dir_fd=pfd)
+            # O_EXCL stays: the name may have appeared in SOURCE after the kernel's
+            # negative lookup, and exclusive creation (lock files) must then fail.
+            flags = self._flags(flags) | (flags & os.O_EXCL) | os.O_CREAT | os.O_NOFOLLOW
+            fd = os.open(name, flags, perm, dir_fd=pfd)
         except OSError as exc:
             raise _error(exc) from None
         try:

@@ -455,6 +455,9 @@ async def test_hostile_requests(tree):
             await fails(errno.EINVAL, fs.rename(ROOT, b"sub", ROOT, name, 0, ctx))
         for name in (b"../victim", b"a/b", b"/etc", b""):
             await fails(errno.EINVAL, fs.lookup(ROOT, name, ctx))
+        # Exclusive creation of a name that appeared behind the kernel's back fails.
+        (src / "appeared").write_bytes(b"")
+        await fails(errno.EEXIST, fs.create(ROOT, b"appeared", 0o644, os.O_WRONLY | os.O_EXCL, ctx))
         # ".." of the root is the root; elsewhere only an inode already served.
         assert (await fs.lookup(ROOT, b"..", ctx)).st_ino == ROOT
         sub = (await fs.lookup(ROOT, b"sub", ctx)).st_ino
