@@ -25,6 +25,7 @@ import errno
 import functools
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -462,6 +463,11 @@ async def test_hostile_requests(tree):
         assert (await fs.lookup(ROOT, b"..", ctx)).st_ino == ROOT
         sub = (await fs.lookup(ROOT, b"sub", ctx)).st_ino
         assert (await fs.lookup(sub, b"..", ctx)).st_ino == ROOT
+        # A served directory moved out of SOURCE behind our back (out of scope: keeps
+        # being served), but its ".." -- outside -- is not an inode the daemon serves.
+        os.rename(src / "sub", victim / "sub")
+        await fails(errno.ENOENT, fs.lookup(sub, b"..", ctx))
+        os.rename(victim / "sub", src / "sub")
         # A dangling link is never created through, opened, truncated or chmodded.
         link = (await fs.lookup(ROOT, b"evil_file", ctx)).st_ino
         await fails(errno.ELOOP, fs.create(ROOT, b"evil_file", 0o644, os.O_WRONLY, ctx))
@@ -505,7 +511,8 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[4] == str(path) for line in f)
 
 
-async def test_cli(tmp_path, tree, transport):
+@pytest.mark.parametrize("stop", ["umount", "SIGTERM"])
+async def test_cli(tmp_path, tree, transport, stop):
     src, _ = tree
     (src / "hello").write_bytes(b"hi")
     mnt = tmp_path / "mnt"
@@ -517,7 +524,7 @@ async def test_cli(tmp_path, tree, transport):
     )  # fmt: skip
     try:
         with trio.fail_after(15):
-            while not os.path.ismount(mnt):
+            while not _mounted(mnt):
                 assert proc.poll() is None, proc.communicate()
                 await trio.sleep(0.05)
         assert await client((mnt / "hello").read_bytes) == b"hi"
@@ -526,7 +533,10 @@ async def test_cli(tmp_path, tree, transport):
         fsname = [ln.split()[0] for ln in Path("/proc/mounts").read_text().splitlines()
                   if ln.split()[1] == str(mnt)]  # fmt: skip
         assert fsname == [str(src)]
-        await client(functools.partial(subprocess.run, ["umount", str(mnt)], check=True))
+        if stop == "umount":
+            await client(functools.partial(subprocess.run, ["umount", str(mnt)], check=True))
+        else:
+            proc.send_signal(signal.SIGTERM)
         out, err = await client(proc.communicate, timeout=15)
     finally:
         if proc.poll() is None:
@@ -535,6 +545,7 @@ async def test_cli(tmp_path, tree, transport):
         if _mounted(mnt):  # the daemon died: do not leave a dead mount behind
             subprocess.run(["umount", "-l", str(mnt)], check=False)
     assert proc.returncode == 0, err
+    assert not _mounted(mnt)
     stats = json.loads(out.decode().strip().splitlines()[-1])
     assert stats["requests"][transport] > 0 and "errors" in stats
 
