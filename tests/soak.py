@@ -228,7 +228,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             samples.append((round(now, 1), rss))
             if written_at is None:
                 try:
-                    if all(f.stat().st_size >= args.fio_size for f in fio_files):
+                    # Allocated, not just sized: fio may set the size before filling.
+                    if all(f.stat().st_blocks * 512 >= args.fio_size for f in fio_files):
                         written_at = now
                 except OSError:
                     pass
