@@ -24,15 +24,18 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 import trio
-from conftest import client
+from conftest import client, require
+from hello import HELLO_DATA, HelloFS
 from memfs import MemFS
 
 import trio_fuse_uring as tfu
-from trio_fuse_uring import _session
+from trio_fuse_uring import _protocol, _session
 from trio_fuse_uring._mountlib import is_mountpoint
 
 ROOT = tfu.ROOT_INODE
@@ -456,3 +459,149 @@ async def test_unmount_cancels_blocked_handlers(tmp_path, transport):
         for proc in procs:
             await _stop(proc)
     assert _ring_threads() == []
+
+
+# ---- cancelling the scope that owns the mount, hundreds of requests in flight -----------------
+
+
+class WaitingFS(tfu.Operations):
+    """Every read of ``f`` waits for an Event that is never set."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.cancelled = 0
+        self.never = trio.Event()
+
+    async def getattr(self, inode, ctx):
+        return _dir_attr() if inode == ROOT else _file_attr(2, 4096, 60)
+
+    async def lookup(self, parent_inode, name, ctx):
+        if name != b"f":
+            raise tfu.FUSEError(errno.ENOENT)
+        return _file_attr(2, 4096, 60)
+
+    async def open(self, inode, flags, ctx):
+        return tfu.FileInfo(fh=2, direct_io=True)
+
+    async def read(self, fh, off, size):
+        self.waiting += 1
+        try:
+            await self.never.wait()
+        except trio.Cancelled:
+            self.cancelled += 1
+            raise
+        return b""
+
+
+# argv[2] threads each open the file and read it (all block in the handler); each
+# prints how its read ended.
+_MANY_READERS = """
+import errno, os, sys, threading
+path, n = sys.argv[1], int(sys.argv[2])
+results, lock = [], threading.Lock()
+def one():
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.pread(fd, 4096, 0)
+        r = "ok"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    with lock:
+        results.append(r)
+ts = [threading.Thread(target=one) for _ in range(n)]
+for t in ts: t.start()
+print("started", flush=True)
+for t in ts: t.join()
+print(" ".join(sorted(set(results))), len(results), flush=True)
+"""
+
+IN_FLIGHT = 200
+
+
+async def test_cancel_owner_scope_with_hundreds_in_flight(tmp_path, transport):
+    """200 reads blocked in handlers when the scope that owns the mount is cancelled:
+    everything unwinds within a bound, every handler is cancelled, every caller gets an
+    answer, and no thread, fd or mount is left."""
+    threads_before = {t.ident for t in threading.enumerate()}
+    fds_before = _fds()
+    ops = WaitingFS()
+    path = tmp_path / "m"
+    path.mkdir()
+    # Enough ring entries that all 200 requests reach handlers (the default 8 per CPU
+    # would leave the rest queued in the kernel); small buffers keep that cheap.
+    options = tfu.Options(transport=transport, ring_depth=256, max_write=32768, max_pages=8)
+    buf = bytearray()
+    with trio.CancelScope() as owner:
+        async with tfu.mount(ops, path, options) as m:
+            assert m.transport == transport
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-c", _MANY_READERS, str(path / "f"), str(IN_FLIGHT)],
+                stdout=subprocess.PIPE,
+            )
+            assert await _read_line(proc, buf) == b"started"
+            with trio.fail_after(30):
+                while ops.waiting < IN_FLIGHT:
+                    await trio.sleep(0.02)
+            assert len(m._s.dispatcher._active) == IN_FLIGHT
+            t0 = time.monotonic()
+            owner.cancel()
+            await trio.sleep_forever()
+    elapsed = time.monotonic() - t0
+    try:
+        assert ops.cancelled == IN_FLIGHT
+        assert elapsed < _session.UNMOUNT_TIMEOUT + 2, elapsed
+        print(f"\n{transport}: cancelled with {IN_FLIGHT} in flight, unwound in {elapsed:.2f} s")
+        line = await _read_line(proc, buf)
+        kinds, count = line.rsplit(b" ", 1)
+        assert int(count) == IN_FLIGHT
+        assert set(kinds.split()) <= {b"EINTR", b"ENOTCONN", b"ECONNABORTED"}, line
+    finally:
+        await _stop(proc)
+    assert not is_mountpoint(str(path))
+    assert _ring_threads() == []
+    await trio.sleep(0.1)
+    leftover = {t for t in threading.enumerate() if t.ident not in threads_before}
+    # trio's thread cache keeps idle workers around; anything else is a leak.
+    assert all(t.name.startswith("Trio thread") for t in leftover), leftover
+    assert _fds() - fds_before == set()
+
+
+# ---- io-uring registration refused half-way through setup -------------------------------------
+
+
+@pytest.fixture
+def register_refused(monkeypatch):
+    """Make ring payload buffers too small for what INIT negotiated (64 KiB while the
+    kernel needs max_write + headers), so the kernel rejects FUSE_IO_URING_CMD_REGISTER
+    after INIT chose io-uring and the rings and queue threads exist."""
+    require("uring")
+    monkeypatch.setattr(_protocol.Negotiated, "payload_size", property(lambda self: 65536))
+
+
+async def test_register_refused_auto_falls_back(tmp_path, register_refused, caplog):
+    path = tmp_path / "m"
+    path.mkdir()
+    with trio.fail_after(30):
+        async with tfu.mount(HelloFS(), path, tfu.Options(transport="auto")) as m:
+            assert m.transport == "devfuse", m.transport_reason
+            assert "refused ring registration" in m.transport_reason
+            assert await client(Path(path, "hello").read_bytes) == HELLO_DATA
+            assert await client(os.listdir, path) == ["hello"]
+            stats = m.stats()
+            assert stats["requests"]["devfuse"] > 0
+    assert "refused ring registration" in caplog.text and "fall back to /dev/fuse" in caplog.text
+    assert not is_mountpoint(str(path))
+    assert _ring_threads() == []
+
+
+async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refused):
+    fds_before = _fds()
+    path = tmp_path / "m"
+    path.mkdir()
+    with trio.fail_after(30):
+        with pytest.raises(tfu.UringUnavailable, match="refused ring registration"):
+            async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring")):
+                pytest.fail("mounted over io-uring although registration was refused")
+    assert not is_mountpoint(str(path))
+    assert _ring_threads() == []
+    assert _fds() - fds_before == set()
