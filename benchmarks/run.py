@@ -642,20 +642,34 @@ def chart_title(doc: dict[str, Any]) -> str:
             f"rounds ({m.get('kernel')}, {m.get('cpus')} CPUs)")  # fmt: skip
 
 
+def _others() -> list[str]:
+    """Processes that would disturb a run: tests, fio, another benchmark run."""
+    me = {os.getpid(), os.getppid()}
+    found = []
+    for pattern in ("pytest", "fio ", "benchmarks/run.py", "soak.py"):
+        pids = subprocess.run(
+            ["pgrep", "-f", pattern], capture_output=True, text=True
+        ).stdout.split()
+        found += [f"{pattern.strip()}:{p}" for p in pids if int(p) not in me]
+    return found
+
+
 def check_quiet(max_wait_s: float) -> str:
-    """Wait (bounded) for a quiet machine: < 10% CPU busy over 2 s and no pytest running."""
+    """Wait (bounded) for a quiet machine: three 2 s samples in a row with < 10% CPU busy
+    and no test, fio or other benchmark run. Says what it saw."""
     deadline = time.monotonic() + max_wait_s
+    quiet_in_a_row = 0
     while True:
         busy = _cpu_busy_fraction()
-        tests = subprocess.run(
-            ["pgrep", "-f", "pytest"], capture_output=True, text=True
-        ).stdout.split()
-        if busy < 0.10 and not tests:
-            return f"quiet ({100 * busy:.0f}% CPU busy, no pytest)"
+        others = _others()
+        quiet_in_a_row = quiet_in_a_row + 1 if busy < 0.10 and not others else 0
+        if quiet_in_a_row >= 3:
+            return f"quiet ({100 * busy:.0f}% CPU busy, no tests or benchmarks running)"
         if time.monotonic() > deadline:
-            return f"still busy after waiting ({100 * busy:.0f}% CPU busy, {len(tests)} pytest processes)"
-        log(f"machine busy ({100 * busy:.0f}% CPU, {len(tests)} pytest processes); waiting")
-        time.sleep(10)
+            return f"still busy after waiting {max_wait_s:.0f}s ({100 * busy:.0f}% CPU busy, {others[:5]})"
+        if not quiet_in_a_row:
+            log(f"machine busy ({100 * busy:.0f}% CPU, {others[:5]}); waiting")
+            time.sleep(8)
 
 
 def main(argv: list[str] | None = None) -> int:
