@@ -117,6 +117,16 @@ def _attr(nid: int, st: os.stat_result) -> tfu.EntryAttributes:
     )  # fmt: skip
 
 
+def _process_umask() -> int:
+    """The umask the kernel applies to what this process creates (read without
+    changing it, which would race with other threads)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o777  # unknown: fix every mode up after creation
+
+
 class _Inode:
     """An object of the source tree the kernel holds ``nlookup`` references to."""
 
@@ -145,9 +155,7 @@ class Passthrough(tfu.Operations):
         self._next_foreign = FOREIGN_BASE
         self._dirs: dict[int, list[bytes] | None] = {}  # directory handle (an fd) -> names
         self._ids = (os.geteuid(), os.getegid())
-        umask = os.umask(0o022)  # read the process umask (it only applies at creation)
-        os.umask(umask)
-        self._umask = umask
+        self._umask = _process_umask()
         self.writeback = False
 
     # ---- inode table -----------------------------------------------------------------------
