@@ -127,6 +127,16 @@ def _process_umask() -> int:
     return 0o777  # unknown: fix every mode up after creation
 
 
+def _kill_suidgid(fd: int) -> None:
+    """What a truncation by an unprivileged caller does natively. The kernel leaves it
+    to the filesystem for O_TRUNC opens (which truncate here, as the daemon, whose
+    CAP_FSETID keeps the bits); callers other than root count as unprivileged."""
+    mode = os.fstat(fd).st_mode
+    kill = stat.S_ISUID | (stat.S_ISGID if mode & stat.S_IXGRP else 0)
+    if mode & kill:
+        os.fchmod(fd, stat.S_IMODE(mode) & ~kill)
+
+
 class _Inode:
     """An object of the source tree the kernel holds ``nlookup`` references to."""
 
@@ -451,9 +461,16 @@ class Passthrough(tfu.Operations):
         if ino.fmt != _S_IFREG:  # FIFOs, devices and sockets never get here
             raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.ENXIO)
         try:
-            return tfu.FileInfo(fh=os.open(_proc(ino.fd), self._flags(flags)))
+            fd = os.open(_proc(ino.fd), self._flags(flags))
         except OSError as exc:
             raise _error(exc) from None
+        if flags & os.O_TRUNC and ctx.uid != 0:
+            try:
+                _kill_suidgid(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise _error(exc) from None
+        return tfu.FileInfo(fh=fd)
 
     async def create(self, parent_inode, name, mode, flags, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
@@ -467,6 +484,8 @@ class Passthrough(tfu.Operations):
         except OSError as exc:
             raise _error(exc) from None
         try:
+            if flags & os.O_TRUNC and ctx.uid != 0:  # it may have existed after all
+                _kill_suidgid(fd)
             self._fix_owner_and_mode(fd, pfd, ctx, perm)
             st = os.stat(fd)
             # The inode's O_PATH descriptor comes from the open file, not from the name

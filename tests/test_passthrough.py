@@ -239,6 +239,7 @@ os.mkdir("pub/dir", 0o777, dir_fd=root)
 os.symlink("file", "pub/link", dir_fd=root)
 os.mknod("pub/fifo", 0o10666, dir_fd=root)
 os.close(os.open("sgid/file", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=root))
+os.close(os.open("suid_file", os.O_WRONLY | os.O_TRUNC, dir_fd=root))
 try:
     os.chmod("root_file", 0o777, dir_fd=root)
 except PermissionError:
@@ -256,6 +257,8 @@ async def test_other_users_get_their_ids_and_umask(mount_ops, tree):
     os.chown(src / "sgid", 0, 4242)
     os.chmod(src / "sgid", 0o2777)
     (src / "root_file").write_bytes(b"")
+    (src / "suid_file").write_bytes(b"#!/bin/sh")
+    os.chmod(src / "suid_file", 0o6777)
     m = await mount_ops(Passthrough(src), allow_other=True)
     root = await client(os.open, m.mountpoint, os.O_PATH | os.O_DIRECTORY)
     try:
@@ -276,6 +279,9 @@ async def test_other_users_get_their_ids_and_umask(mount_ops, tree):
     st = os.stat(src / "sgid" / "file")
     assert (st.st_uid, st.st_gid) == (65534, 4242)  # the set-group-ID directory's group
     assert stat.S_IMODE(os.stat(src / "root_file").st_mode) == 0o644
+    # Truncated by an unprivileged user: set-user-ID and set-group-ID are gone.
+    assert stat.S_IMODE(os.stat(src / "suid_file").st_mode) == 0o777
+    assert os.stat(src / "suid_file").st_size == 0
 
 
 async def test_writeback_cache(mount_ops, tree):
