@@ -434,7 +434,9 @@ def run_rounds(systems: list[System], plan: Plan, work: Path, logdir: Path,
                 k = (rnd + wi) % len(daemons)
                 for d in daemons[k:] + daemons[:k]:
                     try:
+                        before = _others()
                         r = run_workload(w, d, plan)
+                        r["disturbed_by"] = sorted({o.split(":")[0] for o in before + _others()})
                     except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as exc:
                         msg = f"round {rnd + 1} {d.system.name} {w}: {exc}"
                         log("ERROR " + msg)
@@ -442,6 +444,7 @@ def run_rounds(systems: list[System], plan: Plan, work: Path, logdir: Path,
                         continue
                     raw[d.system.name][w].append(r)
                     log(f"  {d.system.name:8s} {w:10s} {r['value']:12.1f}"
+                        + (f"  DISTURBED by {r['disturbed_by']}" if r["disturbed_by"] else "")
                         + (f"  p99 {r['p99_us']:.0f} us" if "p99_us" in r else "")
                         + f"  cpu {r['daemon_cpu_s']:.2f}s")  # fmt: skip
             for d in daemons:
@@ -477,7 +480,13 @@ def summarize(
             runs = result["raw"][n][w]
             if not runs:
                 continue
+            # Measurements during which tests, fio or another benchmark of someone else
+            # ran are left out, unless there is no other.
+            clean = [r for r in runs if not r.get("disturbed_by")]
+            disturbed = len(runs) - len(clean)
+            runs = clean or runs
             row[n] = {
+                "disturbed_left_out": disturbed if clean else 0,
                 "value": median([r["value"] for r in runs]),
                 "p99_us": median([r.get("p99_us") for r in runs]),
                 "ops_per_cpu_s": median([r.get("ops_per_cpu_s") for r in runs]),
@@ -551,6 +560,13 @@ def render_table(names: list[str], summary: dict[str, Any], checks: list[dict[st
         cells += [fmt_num(med.get(n, {}).get("p99_us")) for n in names]
         cells += [f"{entry['ratios'][k]:.2f}x" if k in entry["ratios"] else "-" for k in ratio_keys]
         lines.append("| " + " | ".join(cells) + " |")
+    left_out = {
+        n: sum(e["median"].get(n, {}).get("disturbed_left_out", 0) for e in W.values())
+        for n in names
+    }
+    if any(left_out.values()):
+        lines += ["", "Measurements left out because someone else's tests/fio/benchmark ran meanwhile: "
+                  + ", ".join(f"{n} {c}" for n, c in left_out.items())]  # fmt: skip
     lines.append("")
     head2 = ["ops per daemon CPU-second", *names]
     lines += ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
