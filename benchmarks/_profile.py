@@ -23,7 +23,7 @@ from typing import Any
 
 import run as R  # type: ignore[import-not-found]
 
-PYSPY_S = 6
+PYSPY_S = 8
 PERF_S = 4
 LAYERS = [
     "waiting for the next request, polling (C ring take / readv of /dev/fuse)",
@@ -180,7 +180,7 @@ def profile(args: Any, out: Path, systems: list[R.System]) -> int:
                     time.sleep(2)
                     raw = out / f"profile-{s.name}.pyspy.txt"
                     subprocess.run([pyspy, "record", "--pid", str(d.pid), "--duration", str(PYSPY_S),
-                                    "--rate", "997", "--idle", "--threads", "--nonblocking",
+                                    "--rate", "250", "--idle", "--threads", "--nonblocking",
                                     "--full-filenames", "--format", "raw", "-o", str(raw)],
                                    capture_output=True, timeout=PYSPY_S + 30)  # fmt: skip
                     with contextlib.suppress(Exception):
