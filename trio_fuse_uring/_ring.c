@@ -162,6 +162,7 @@ struct tfu_thread {
     uint32_t *resub;            /* entries whose last command must be resubmitted */
     uint32_t nresub;
     uint32_t *scratch;          /* commit-ring pop buffer */
+    uint32_t outstanding;       /* requests handed to trio whose commit is not yet drained */
 
     _Alignas(TFU_CACHELINE) _Atomic int asleep;
     _Alignas(TFU_CACHELINE) struct spsc ready;
@@ -441,6 +442,7 @@ static uint32_t reap(struct tfu_thread *t)
         if (!n)
             break;
     }
+    t->outstanding += pushed;
     if (pushed)
         RELAXED_INC(t->batches);
     return pushed;
@@ -460,6 +462,7 @@ static uint32_t drain_commits(struct tfu_thread *t)
             RELAXED_INC(r->qs[ent_qid(r, e)].commits);
         }
         total += n;
+        t->outstanding = t->outstanding > n ? t->outstanding - n : 0;
     }
     return total;
 }
@@ -537,8 +540,11 @@ static void queue_loop(struct tfu_thread *t)
         if (did || pushed || t->nresub)
             continue;
 
-        /* spin */
-        if (poll_ns) {
+        /* Spin only while trio holds requests of ours, i.e. a commit is coming from
+         * another CPU. With nothing outstanding, the next event is a new request from
+         * a client, which often runs on this very CPU: spinning would keep that client
+         * off the CPU, so sleep at once (a same-CPU wake-up is cheap). */
+        if (poll_ns && t->outstanding) {
             uint64_t deadline = now_ns() + poll_ns;
             int found = 0;
             for (;;) {
@@ -556,6 +562,7 @@ static void queue_loop(struct tfu_thread *t)
                 }
                 if (found || now_ns() >= deadline)
                     break;
+                sched_yield(); /* never keep a runnable trio thread or client waiting */
             }
             if (found)
                 continue;
@@ -970,6 +977,9 @@ int tfu_ring_take(tfu_ring *r, uint32_t *out, uint32_t max, int32_t poll_us)
         }
         if (now_ns() >= deadline)
             return 0;
+        /* Polite spinning: if a client or queue thread is runnable on this CPU, let
+         * it run (it is probably the one that will produce our next request). */
+        sched_yield();
     }
 }
 
