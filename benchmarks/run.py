@@ -129,7 +129,7 @@ class System:
     has_source: bool = True
 
 
-def our_systems(fs: str) -> list[System]:
+def our_systems(fs: str, extra_options: str = "") -> list[System]:
     systems = []
     for transport in ("uring", "devfuse"):
         if fs == "passthrough":
@@ -140,6 +140,8 @@ def our_systems(fs: str) -> list[System]:
             argv = [PY, str(ROOT / "examples/memfs.py"), "{mnt}", "--transport", transport,
                     "-o", "entry_timeout=0,attr_timeout=0"]  # fmt: skip
             has_source = False
+        if extra_options:
+            argv += ["-o", extra_options]
         systems.append(System(transport, f"ours/{transport}", argv, True, has_source))
     return systems
 
@@ -698,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default=",".join(k for k, _, _ in WORKLOADS))
     ap.add_argument("--fs", choices=["passthrough", "memfs"], default="passthrough",
                     help="our example to mount (memfs: development fallback, not comparable)")  # fmt: skip
+    ap.add_argument("--our-options", default="", metavar="OPT[,OPT...]",
+                    help="extra -o mount options for our daemons, e.g. max_pages=256,max_write=1048576")  # fmt: skip
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                     help="first wait up to S seconds for < 10%% CPU busy and no pytest running")  # fmt: skip
     ap.add_argument("--profile", action="store_true",
@@ -733,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from _profile import profile  # type: ignore[import-not-found]
 
-        return profile(args, out, our_systems(args.fs))
+        return profile(args, out, our_systems(args.fs, args.our_options))
     quick = args.quick
     plan = Plan(
         rounds=args.rounds or (1 if quick else 5),
@@ -744,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         file_mib=64 if quick else 256,
     )
     wanted = args.systems.split(",")
-    systems = [s for s in our_systems(args.fs) if s.name in wanted]
+    systems = [s for s in our_systems(args.fs, args.our_options) if s.name in wanted]
     pyfuse3_note = "not asked for"
     if "pyfuse3" in wanted:
         sysp, pyfuse3_note = pyfuse3_system(cache)
