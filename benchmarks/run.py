@@ -660,11 +660,28 @@ def chart_title(doc: dict[str, Any]) -> str:
             f"rounds ({m.get('kernel')}, {m.get('cpus')} CPUs)")  # fmt: skip
 
 
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
 def _others() -> list[str]:
     """Processes that would disturb a run: tests, fio, another benchmark run."""
-    me = {os.getpid(), os.getppid()}
+    me = {os.getpid(), os.getppid()} | _descendants(os.getpid())
     found = []
-    for pattern in ("pytest", "fio ", "benchmarks/run.py", "soak.py"):
+    for pattern in ("pytest", "fio ", "benchmarks/run.py", "soak.py", "examples/", "python -c"):
         pids = subprocess.run(
             ["pgrep", "-f", pattern], capture_output=True, text=True
         ).stdout.split()
