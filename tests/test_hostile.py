@@ -357,12 +357,6 @@ async def test_wrong_replies_answer_eio_and_name_the_handler(mount_ops, transpor
     assert (await client(os.stat, os.path.join(m.mountpoint, "lookup-badtimeout"))).st_ino == 64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _protocol._attr_tuple masks timestamp seconds with & (2**64-1), so a time "
-    "outside the kernel's signed 64-bit range is silently wrapped to another date instead "
-    "of being rejected (EIO naming the handler)",
-)
 async def test_out_of_range_timestamp_is_rejected(mount_ops, caplog):
     m = await mount_ops(HostileFS())
     with (
@@ -456,12 +450,6 @@ class NulXattrFS(HostileFS):
         return [b"user.a\0user.injected"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Dispatcher._listxattr joins names with NUL without checking them, so a "
-    "name containing NUL (or an empty name) from listxattr() becomes extra names for the "
-    "caller instead of EIO",
-)
 async def test_listxattr_name_with_nul_is_rejected(mount_ops):
     m = await mount_ops(NulXattrFS())
     with pytest.raises(OSError) as exc:

@@ -482,8 +482,10 @@ class Dispatcher:
 
     async def _listxattr(self, r: P.Listxattr) -> Body:
         names = await self.ops.listxattr(r.nodeid, self._ctx(r))
-        if isinstance(names, bytes | str) or not all(isinstance(n, bytes) for n in names):
-            raise _BadReturn("listxattr", "a sequence of bytes", names)
+        if isinstance(names, bytes | str) or not all(
+            isinstance(n, bytes) and n and b"\0" not in n for n in names
+        ):
+            raise _BadReturn("listxattr", "a sequence of non-empty bytes without NUL", names)
         return _xattr_reply(b"".join(n + b"\0" for n in names), r.size)
 
     async def _removexattr(self, r: P.Removexattr) -> Body:

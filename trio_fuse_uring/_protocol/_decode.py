@@ -1,18 +1,4 @@
-"""The FUSE protocol as pure functions over buffers (sans-I/O).
-
-Nothing here does I/O or knows about trio, os or cffi. A transport hands over the raw
-pieces of a request and gets typed :class:`Request` values back; handlers' results are
-encoded into bytes that the transport writes.
-
-On ``/dev/fuse`` a request is one contiguous buffer: ``fuse_in_header``, the op's fixed
-argument struct, then the rest (names, write data, extensions). On the io-uring the
-header, the op struct and the rest live in different places. So decoding takes the three
-pieces (:func:`decode_request`); :func:`split_devfuse` cuts a ``/dev/fuse`` buffer into
-them.
-
-Every function documents its outcomes. Malformed input raises :class:`ProtocolError`;
-any other exception escaping from this module is a bug.
-"""
+"""Decoding: the pieces of a request, as the kernel lays them out, into typed requests."""
 
 from __future__ import annotations
 
@@ -20,332 +6,52 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _abi
-from ._abi import InitFlag, Opcode
-from .ops._types import EntryAttributes, StatvfsData
-
-
-class ProtocolError(Exception):
-    """Bytes from the kernel (or a peer pretending to be it) violate the FUSE protocol."""
-
-
-# ----------------------------------------------------------------------------------------
-# Requests
-# ----------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, kw_only=True)
-class Request:
-    """Fields every request has (``fuse_in_header``).
-
-    ``nodeid`` is the inode the request is about (the parent directory for name
-    operations). ``uid``/``gid``/``pid`` identify the calling process.
-    """
-
-    opcode: int
-    unique: int
-    nodeid: int
-    uid: int
-    gid: int
-    pid: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Lookup(Request):
-    name: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Forget(Request):
-    nlookup: int
-
-
-@dataclass(slots=True, kw_only=True)
-class BatchForget(Request):
-    #: (nodeid, nlookup) pairs.
-    forgets: list[tuple[int, int]]
-
-
-@dataclass(slots=True, kw_only=True)
-class Getattr(Request):
-    fh: int | None
-
-
-@dataclass(slots=True, kw_only=True)
-class Setattr(Request):
-    valid: int
-    fh: int | None
-    size: int
-    lock_owner: int
-    atime: int
-    mtime: int
-    ctime: int
-    atimensec: int
-    mtimensec: int
-    ctimensec: int
-    mode: int
-    setattr_uid: int
-    setattr_gid: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Readlink(Request):
-    pass
-
-
-@dataclass(slots=True, kw_only=True)
-class Symlink(Request):
-    name: bytes
-    target: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Mknod(Request):
-    name: bytes
-    mode: int
-    rdev: int
-    umask: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Mkdir(Request):
-    name: bytes
-    mode: int
-    umask: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Unlink(Request):
-    name: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Rmdir(Request):
-    name: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Rename(Request):
-    """RENAME and RENAME2. ``flags`` holds RENAME_NOREPLACE / RENAME_EXCHANGE / ..."""
-
-    name: bytes
-    newdir: int
-    newname: bytes
-    flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Link(Request):
-    """``nodeid`` is the new parent; ``oldnodeid`` the inode that gets another name."""
-
-    oldnodeid: int
-    newname: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Open(Request):
-    """OPEN and OPENDIR."""
-
-    flags: int
-    open_flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Create(Request):
-    """CREATE (with ``name``) and TMPFILE (``name`` is empty)."""
-
-    name: bytes
-    flags: int
-    mode: int
-    umask: int
-    open_flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Read(Request):
-    """READ, READDIR and READDIRPLUS."""
-
-    fh: int
-    offset: int
-    size: int
-    read_flags: int
-    lock_owner: int
-    flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Write(Request):
-    """``data`` views the transport's buffer: valid only until the reply is sent."""
-
-    fh: int
-    offset: int
-    size: int
-    write_flags: int
-    lock_owner: int
-    flags: int
-    data: memoryview
-
-
-@dataclass(slots=True, kw_only=True)
-class Statfs(Request):
-    pass
-
-
-@dataclass(slots=True, kw_only=True)
-class Release(Request):
-    """RELEASE and RELEASEDIR."""
-
-    fh: int
-    flags: int
-    release_flags: int
-    lock_owner: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Flush(Request):
-    fh: int
-    lock_owner: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Fsync(Request):
-    """FSYNC and FSYNCDIR; ``datasync`` for fdatasync."""
-
-    fh: int
-    datasync: bool
-
-
-@dataclass(slots=True, kw_only=True)
-class Setxattr(Request):
-    name: bytes
-    value: bytes
-    flags: int
-    setxattr_flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Getxattr(Request):
-    name: bytes
-    size: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Listxattr(Request):
-    size: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Removexattr(Request):
-    name: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Init(Request):
-    major: int
-    minor: int
-    max_readahead: int
-    flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Lk(Request):
-    """GETLK, SETLK and SETLKW; ``lk_flags & LK_FLOCK`` marks flock(2) requests."""
-
-    fh: int
-    owner: int
-    start: int
-    end: int
-    type: int
-    lock_pid: int
-    lk_flags: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Access(Request):
-    mask: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Interrupt(Request):
-    target: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Bmap(Request):
-    block: int
-    blocksize: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Destroy(Request):
-    pass
-
-
-@dataclass(slots=True, kw_only=True)
-class Ioctl(Request):
-    fh: int
-    flags: int
-    cmd: int
-    arg: int
-    in_size: int
-    out_size: int
-    data: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Poll(Request):
-    fh: int
-    kh: int
-    flags: int
-    events: int
-
-
-@dataclass(slots=True, kw_only=True)
-class NotifyReply(Request):
-    """The kernel's answer to a RETRIEVE notification; ``unique`` is the notify's id."""
-
-    offset: int
-    data: bytes
-
-
-@dataclass(slots=True, kw_only=True)
-class Fallocate(Request):
-    fh: int
-    offset: int
-    length: int
-    mode: int
-
-
-@dataclass(slots=True, kw_only=True)
-class Lseek(Request):
-    fh: int
-    offset: int
-    whence: int
-
-
-@dataclass(slots=True, kw_only=True)
-class CopyFileRange(Request):
-    """COPY_FILE_RANGE (reply is 32-bit) and COPY_FILE_RANGE_64 (``wide``)."""
-
-    fh_in: int
-    off_in: int
-    nodeid_out: int
-    fh_out: int
-    off_out: int
-    length: int
-    flags: int
-    wide: bool
-
-
-@dataclass(slots=True, kw_only=True)
-class Syncfs(Request):
-    pass
-
-
-@dataclass(slots=True, kw_only=True)
-class Unsupported(Request):
-    """An opcode we decode only far enough to answer ENOSYS (STATX, DAX mappings, ...)."""
-
+from .. import _abi
+from .._abi import InitFlag, Opcode
+from ._requests import (
+    Access,
+    BatchForget,
+    Bmap,
+    CopyFileRange,
+    Create,
+    Destroy,
+    Fallocate,
+    Flush,
+    Forget,
+    Fsync,
+    Getattr,
+    Getxattr,
+    Init,
+    Interrupt,
+    Ioctl,
+    Link,
+    Listxattr,
+    Lk,
+    Lookup,
+    Lseek,
+    Mkdir,
+    Mknod,
+    NotifyReply,
+    Open,
+    Poll,
+    ProtocolError,
+    Read,
+    Readlink,
+    Release,
+    Removexattr,
+    Rename,
+    Request,
+    Rmdir,
+    Setattr,
+    Setxattr,
+    Statfs,
+    Symlink,
+    Syncfs,
+    Unlink,
+    Unsupported,
+    Write,
+    _opname,
+)
 
 # ----------------------------------------------------------------------------------------
 # Decoding
@@ -401,13 +107,6 @@ def split_devfuse(buf: memoryview, neg: Negotiated) -> tuple[memoryview, memoryv
             f"{_opname(opcode)}: {length} bytes cannot hold its {argsz}-byte struct"
         )
     return buf[: _IN.size], buf[_IN.size : end], buf[end:]
-
-
-def _opname(opcode: int) -> str:
-    try:
-        return Opcode(opcode).name
-    except ValueError:
-        return f"opcode {opcode}"
 
 
 def _cstr(data: bytes, start: int = 0) -> tuple[bytes, int]:
@@ -801,278 +500,11 @@ _DECODERS = {op: dec for op, (_, dec) in _TABLE.items()}
 NO_REPLY = frozenset({Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT})
 
 
-# ----------------------------------------------------------------------------------------
-# Encoding replies
-# ----------------------------------------------------------------------------------------
-
-
-def out_header(length: int, error: int, unique: int) -> bytes:
-    """``fuse_out_header``; ``error`` is 0 or a negative errno, ``length`` includes it."""
-    return _abi.FUSE_OUT_HEADER.pack(length, error, unique)
-
-
-_U64 = (1 << 64) - 1
-
-
-def _split_timeout(t: float) -> tuple[int, int]:
-    """Seconds and nanoseconds for the kernel; huge values (and inf) mean "forever"."""
-    if not t > 0:  # also NaN
-        return 0, 0
-    if t >= _U64:
-        return _U64, 0
-    sec = int(t)
-    return sec, min(int((t - sec) * 1e9), 999_999_999)
-
-
-def _attr_tuple(a: EntryAttributes) -> tuple[int, ...]:
-    # The kernel reads the seconds as signed 64-bit: pre-1970 times are two's complement.
-    atime, atimens = divmod(a.st_atime_ns, 1_000_000_000)
-    mtime, mtimens = divmod(a.st_mtime_ns, 1_000_000_000)
-    ctime, ctimens = divmod(a.st_ctime_ns, 1_000_000_000)
-    return (
-        a.st_ino, a.st_size, a.st_blocks, atime & _U64, mtime & _U64, ctime & _U64, atimens,
-        mtimens, ctimens, a.st_mode, a.st_nlink, a.st_uid, a.st_gid, a.st_rdev, a.st_blksize, 0,
-    )  # fmt: skip
-
-
-def encode_entry(
-    a: EntryAttributes, entry_timeout: float = 1.0, attr_timeout: float = 1.0
-) -> bytes:
-    """``fuse_entry_out`` for LOOKUP/MKNOD/MKDIR/SYMLINK/LINK (and CREATE's first half).
-
-    The timeouts apply where ``a``'s own are None.
-
-    Raises:
-        struct.error: a field is out of range (negative size, too large ino...).
-    """
-    ev, evn = _split_timeout(entry_timeout if a.entry_timeout is None else a.entry_timeout)
-    av, avn = _split_timeout(attr_timeout if a.attr_timeout is None else a.attr_timeout)
-    return _abi.FUSE_ENTRY_OUT.pack(a.st_ino, a.generation, ev, av, evn, avn, *_attr_tuple(a))
-
-
-def encode_negative_entry(timeout: float) -> bytes:
-    """A LOOKUP reply with nodeid 0: "no such name", cached for ``timeout`` seconds."""
-    ev, evn = _split_timeout(timeout)
-    return _abi.FUSE_ENTRY_OUT.pack(0, 0, ev, 0, evn, 0, *([0] * 16))
-
-
-def encode_attr(a: EntryAttributes, attr_timeout: float = 1.0) -> bytes:
-    """``fuse_attr_out`` for GETATTR/SETATTR; ``attr_timeout`` applies if ``a``'s is None."""
-    av, avn = _split_timeout(attr_timeout if a.attr_timeout is None else a.attr_timeout)
-    return _abi.FUSE_ATTR_OUT.pack(av, avn, 0, *_attr_tuple(a))
-
-
-def encode_open(fh: int, open_flags: int) -> bytes:
-    """``fuse_open_out`` for OPEN/OPENDIR (and CREATE's second half)."""
-    return _abi.FUSE_OPEN_OUT.pack(fh, open_flags, 0)
-
-
-def encode_write(size: int) -> bytes:
-    """``fuse_write_out``: bytes written (WRITE, COPY_FILE_RANGE)."""
-    return _abi.FUSE_WRITE_OUT.pack(size, 0)
-
-
-def encode_u64(value: int) -> bytes:
-    """A single u64 reply: LSEEK offset, BMAP block, COPY_FILE_RANGE_64 byte count."""
-    return _abi.FUSE_LSEEK_OUT.pack(value)
-
-
-def encode_statfs(s: StatvfsData) -> bytes:
-    """``fuse_statfs_out``."""
-    return _abi.FUSE_STATFS_OUT.pack(
-        s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_bsize, s.f_namemax,
-        s.f_frsize, 0,
-    )  # fmt: skip
-
-
-def encode_xattr_size(size: int) -> bytes:
-    """``fuse_getxattr_out``: the size probe answer (request size 0)."""
-    return _abi.FUSE_GETXATTR_OUT.pack(size, 0)
-
-
-def encode_lock(start: int, end: int, typ: int, pid: int) -> bytes:
-    """``fuse_lk_out`` for GETLK."""
-    return _abi.FUSE_LK_OUT.pack(start, end, typ, pid)
-
-
-def encode_poll(revents: int) -> bytes:
-    return _abi.FUSE_POLL_OUT.pack(revents, 0)
-
-
-def encode_ioctl(result: int, data: bytes) -> bytes:
-    return _abi.FUSE_IOCTL_OUT.pack(result, 0, 0, 0) + data
-
-
-@dataclass(slots=True)
-class InitConfig:
-    """What the filesystem asks for at INIT (the kernel grants the intersection)."""
-
-    want: int
-    max_write: int = 128 * 1024
-    max_pages: int = 32
-    max_readahead: int = 128 * 1024
-    max_background: int = 64
-    congestion_threshold: int = 48
-    time_gran: int = 1
-    #: The kernel's fs.fuse.max_pages_limit: more pages than this are never used.
-    max_pages_limit: int = 256
-
-
-def negotiate_init(req: Init, cfg: InitConfig) -> tuple[bytes, Negotiated]:
-    """Answer INIT: returns the reply body (``fuse_init_out``) and what was agreed.
-
-    Raises:
-        ProtocolError: the kernel speaks a major version other than 7, or a minor older
-            than we support.
-    """
-    if req.major != _abi.KERNEL_VERSION:
-        raise ProtocolError(f"kernel speaks FUSE {req.major}.{req.minor}, we speak 7.x")
-    if req.minor < _abi.MIN_KERNEL_MINOR_VERSION:
-        raise ProtocolError(
-            f"kernel FUSE 7.{req.minor} is older than 7.{_abi.MIN_KERNEL_MINOR_VERSION}"
-        )
-    want = cfg.want | InitFlag.INIT_EXT | InitFlag.MAX_PAGES
-    flags = req.flags & want
-    max_write = max(4096, cfg.max_write)
-    max_pages = max(1, min(cfg.max_pages, cfg.max_pages_limit, 0xFFFF))
-    neg = Negotiated(
-        minor=min(req.minor, _abi.KERNEL_MINOR_VERSION),
-        flags=flags,
-        max_write=max_write,
-        max_pages=max_pages,
-        max_readahead=min(cfg.max_readahead, req.max_readahead),
-    )
-    body = _abi.FUSE_INIT_OUT.pack(
-        _abi.KERNEL_VERSION, _abi.KERNEL_MINOR_VERSION, neg.max_readahead,
-        flags & 0xFFFFFFFF, cfg.max_background, cfg.congestion_threshold, max_write,
-        cfg.time_gran, max_pages, 0, flags >> 32, 0, 0,
-    )  # fmt: skip
-    return body, neg
-
-
-# ----------------------------------------------------------------------------------------
-# Directory listings
-# ----------------------------------------------------------------------------------------
-
-
-class DirentBuffer:
-    """Packs directory entries into a READDIR or READDIRPLUS reply of bounded size.
-
-    ``add`` returns False (and writes nothing) when the entry does not fit, so the caller
-    stops; the kernel asks again with the last fitting entry's offset.
-    """
-
-    __slots__ = ("_attr_timeout", "_buf", "_entry_timeout", "_plus", "_pos", "count")
-
-    def __init__(
-        self, size: int, plus: bool, entry_timeout: float = 1.0, attr_timeout: float = 1.0
-    ) -> None:
-        self._buf = bytearray(size)
-        self._pos = 0
-        self._plus = plus
-        self._entry_timeout = entry_timeout
-        self._attr_timeout = attr_timeout
-        self.count = 0
-
-    def add(self, name: bytes, attr: EntryAttributes, offset: int) -> bool:
-        """Append one entry. Raises ValueError for an empty name or one with ``/`` or NUL."""
-        if not name or b"/" in name or b"\0" in name or len(name) > 1024:
-            raise ValueError(f"invalid directory entry name {name!r}")
-        namelen = len(name)
-        reclen = _abi.FUSE_DIRENT.size + namelen
-        padded = (reclen + _abi.DIRENT_ALIGN - 1) & ~(_abi.DIRENT_ALIGN - 1)
-        head = _abi.FUSE_ENTRY_OUT.size if self._plus else 0
-        end = self._pos + head + padded
-        if end > len(self._buf):
-            return False
-        pos = self._pos
-        if self._plus:
-            if name in (b".", b".."):
-                # No lookup count for these: the kernel ignores their entry part.
-                self._buf[pos : pos + head] = bytes(head)
-            else:
-                self._buf[pos : pos + head] = encode_entry(
-                    attr, self._entry_timeout, self._attr_timeout
-                )
-            pos += head
-        _abi.FUSE_DIRENT.pack_into(
-            self._buf, pos, attr.st_ino, offset, namelen, (attr.st_mode & 0o170000) >> 12
-        )
-        pos += _abi.FUSE_DIRENT.size
-        self._buf[pos : pos + namelen] = name
-        # Padding bytes are already zero (fresh bytearray).
-        self._pos = end
-        self.count += 1
-        return True
-
-    def getvalue(self) -> memoryview:
-        return memoryview(self._buf)[: self._pos]
-
-
-# ----------------------------------------------------------------------------------------
-# Notifications (server -> kernel, unique == 0)
-# ----------------------------------------------------------------------------------------
-
-
-def _notify(code: int, body: bytes) -> bytes:
-    return out_header(_abi.FUSE_OUT_HEADER.size + len(body), code, 0) + body
-
-
-def notify_inval_inode(ino: int, offset: int, length: int) -> bytes:
-    """Drop cached attributes of ``ino`` and its data in [offset, offset+length).
-
-    ``offset`` < 0 drops attributes only; ``length`` <= 0 means "to the end of the file".
-    """
-    return _notify(
-        _abi.NotifyCode.INVAL_INODE, _abi.FUSE_NOTIFY_INVAL_INODE_OUT.pack(ino, offset, length)
-    )
-
-
-def notify_inval_entry(parent: int, name: bytes, expire_only: bool = False) -> bytes:
-    """Drop (or with ``expire_only``, just expire) the cached ``parent/name`` entry."""
-    flags = _abi.EXPIRE_ONLY if expire_only else 0
-    body = _abi.FUSE_NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(name), flags) + name + b"\0"
-    return _notify(_abi.NotifyCode.INVAL_ENTRY, body)
-
-
-def notify_delete(parent: int, child: int, name: bytes) -> bytes:
-    """Tell the kernel ``parent/name`` (inode ``child``) was deleted behind its back."""
-    body = _abi.FUSE_NOTIFY_DELETE_OUT.pack(parent, child, len(name), 0) + name + b"\0"
-    return _notify(_abi.NotifyCode.DELETE, body)
-
-
-def notify_store(ino: int, offset: int, data: bytes) -> bytes:
-    """Put ``data`` into the kernel's page cache of ``ino`` at ``offset``."""
-    body = _abi.FUSE_NOTIFY_STORE_OUT.pack(ino, offset, len(data), 0) + data
-    return _notify(_abi.NotifyCode.STORE, body)
-
-
-def notify_retrieve(notify_unique: int, ino: int, offset: int, size: int) -> bytes:
-    """Ask the kernel for cached data of ``ino``; it answers with a NOTIFY_REPLY request."""
-    body = _abi.FUSE_NOTIFY_RETRIEVE_OUT.pack(notify_unique, ino, offset, size, 0)
-    return _notify(_abi.NotifyCode.RETRIEVE, body)
-
-
-def notify_poll_wakeup(kh: int) -> bytes:
-    """Wake up ``poll`` waiters registered with kernel handle ``kh``."""
-    return _notify(_abi.NotifyCode.POLL, _abi.FUSE_NOTIFY_POLL_WAKEUP_OUT.pack(kh))
-
-
-# ----------------------------------------------------------------------------------------
-# Debug formatting
-# ----------------------------------------------------------------------------------------
-
-
-def describe(req: Request) -> str:
-    """A one-line trace of a request: ``LOOKUP n1 name=b'foo'`` (for debug logs)."""
-    parts = [_opname(req.opcode), f"n{req.nodeid}"]
-    for name in type(req).__dataclass_fields__:
-        if name in ("opcode", "unique", "nodeid", "uid", "gid", "pid"):
-            continue
-        value = getattr(req, name)
-        if isinstance(value, memoryview):
-            value = f"<{len(value)} bytes>"
-        elif isinstance(value, bytes) and len(value) > 64:
-            value = value[:64] + b"..."
-        parts.append(f"{name}={value!r}" if isinstance(value, bytes) else f"{name}={value}")
-    return " ".join(parts)
+__all__ = [
+    "NO_REPLY",
+    "Negotiated",
+    "decode_devfuse",
+    "decode_request",
+    "decode_ring",
+    "split_devfuse",
+]
