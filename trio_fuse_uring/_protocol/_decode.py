@@ -201,25 +201,21 @@ _Common = tuple[int, int, int, int, int, int]
 _Decoder = Callable[[_Common, memoryview, memoryview, Negotiated], Request]
 
 
-def _base(c: _Common) -> dict[str, int]:
-    return {"opcode": c[0], "unique": c[1], "nodeid": c[2], "uid": c[3], "gid": c[4], "pid": c[5]}
-
-
 def _d_lookup(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     name, _ = _cstr(p.tobytes())
     op = c[0]
     if op == Opcode.UNLINK:
-        return Unlink(**_base(c), name=name)
+        return Unlink(*c, name=name)
     if op == Opcode.RMDIR:
-        return Rmdir(**_base(c), name=name)
+        return Rmdir(*c, name=name)
     if op == Opcode.REMOVEXATTR:
-        return Removexattr(**_base(c), name=name)
-    return Lookup(**_base(c), name=name)
+        return Removexattr(*c, name=name)
+    return Lookup(*c, name=name)
 
 
 def _d_forget(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     (nlookup,) = _abi.FUSE_FORGET_IN.unpack_from(a)
-    return Forget(**_base(c), nlookup=nlookup)
+    return Forget(*c, nlookup=nlookup)
 
 
 def _d_batch_forget(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -228,19 +224,19 @@ def _d_batch_forget(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> 
     if count * one.size > len(p):
         raise ProtocolError(f"BATCH_FORGET of {count} entries does not fit in {len(p)} bytes")
     forgets = [one.unpack_from(p, i * one.size) for i in range(count)]
-    return BatchForget(**_base(c), forgets=forgets)
+    return BatchForget(*c, forgets=forgets)
 
 
 def _d_getattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     flags, _, fh = _abi.FUSE_GETATTR_IN.unpack_from(a)
-    return Getattr(**_base(c), fh=fh if flags & _abi.GETATTR_FH else None)
+    return Getattr(*c, fh=fh if flags & _abi.GETATTR_FH else None)
 
 
 def _d_setattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     (valid, _, fh, size, lock_owner, atime, mtime, ctime, atimensec, mtimensec, ctimensec,
      mode, _u4, uid, gid, _u5) = _abi.FUSE_SETATTR_IN.unpack_from(a)  # fmt: skip
     return Setattr(
-        **_base(c), valid=valid, fh=fh if valid & _abi.SetattrValid.FH else None, size=size,
+        *c, valid=valid, fh=fh if valid & _abi.SetattrValid.FH else None, size=size,
         lock_owner=lock_owner, atime=atime, mtime=mtime, ctime=ctime, atimensec=atimensec,
         mtimensec=mtimensec, ctimensec=ctimensec, mode=mode, setattr_uid=uid, setattr_gid=gid,
     )  # fmt: skip
@@ -248,26 +244,26 @@ def _d_setattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Reque
 
 def _d_noarg(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     cls = _NOARG_CLASSES[c[0]]
-    return cls(**_base(c))
+    return cls(*c)
 
 
 def _d_symlink(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     data = p.tobytes()
     name, i = _cstr(data)
     target, _ = _cstr(data, i)
-    return Symlink(**_base(c), name=name, target=target)
+    return Symlink(*c, name=name, target=target)
 
 
 def _d_mknod(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     mode, rdev, umask, _ = _abi.FUSE_MKNOD_IN.unpack_from(a)
     name, _i = _cstr(p.tobytes())
-    return Mknod(**_base(c), name=name, mode=mode, rdev=rdev, umask=umask)
+    return Mknod(*c, name=name, mode=mode, rdev=rdev, umask=umask)
 
 
 def _d_mkdir(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     mode, umask = _abi.FUSE_MKDIR_IN.unpack_from(a)
     name, _i = _cstr(p.tobytes())
-    return Mkdir(**_base(c), name=name, mode=mode, umask=umask)
+    return Mkdir(*c, name=name, mode=mode, umask=umask)
 
 
 def _d_rename(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -279,30 +275,30 @@ def _d_rename(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Reques
     data = p.tobytes()
     name, i = _cstr(data)
     newname, _ = _cstr(data, i)
-    return Rename(**_base(c), name=name, newdir=newdir, newname=newname, flags=flags)
+    return Rename(*c, name=name, newdir=newdir, newname=newname, flags=flags)
 
 
 def _d_link(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     (old,) = _abi.FUSE_LINK_IN.unpack_from(a)
     name, _ = _cstr(p.tobytes())
-    return Link(**_base(c), oldnodeid=old, newname=name)
+    return Link(*c, oldnodeid=old, newname=name)
 
 
 def _d_open(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     flags, open_flags = _abi.FUSE_OPEN_IN.unpack_from(a)
-    return Open(**_base(c), flags=flags, open_flags=open_flags)
+    return Open(*c, flags=flags, open_flags=open_flags)
 
 
 def _d_create(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     flags, mode, umask, open_flags = _abi.FUSE_CREATE_IN.unpack_from(a)
     name = _cstr(p.tobytes())[0] if c[0] == Opcode.CREATE else b""
-    return Create(**_base(c), name=name, flags=flags, mode=mode, umask=umask, open_flags=open_flags)
+    return Create(*c, name=name, flags=flags, mode=mode, umask=umask, open_flags=open_flags)
 
 
 def _d_read(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, offset, size, read_flags, lock_owner, flags, _ = _abi.FUSE_READ_IN.unpack_from(a)
     return Read(
-        **_base(c), fh=fh, offset=offset, size=size, read_flags=read_flags,
+        *c, fh=fh, offset=offset, size=size, read_flags=read_flags,
         lock_owner=lock_owner, flags=flags,
     )  # fmt: skip
 
@@ -312,7 +308,7 @@ def _d_write(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request
     if size > len(p):
         raise ProtocolError(f"WRITE of {size} bytes carries only {len(p)}")
     return Write(
-        **_base(c), fh=fh, offset=offset, size=size, write_flags=write_flags,
+        *c, fh=fh, offset=offset, size=size, write_flags=write_flags,
         lock_owner=lock_owner, flags=flags, data=p[:size],
     )  # fmt: skip
 
@@ -320,18 +316,18 @@ def _d_write(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request
 def _d_release(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, flags, release_flags, lock_owner = _abi.FUSE_RELEASE_IN.unpack_from(a)
     return Release(
-        **_base(c), fh=fh, flags=flags, release_flags=release_flags, lock_owner=lock_owner
+        *c, fh=fh, flags=flags, release_flags=release_flags, lock_owner=lock_owner
     )
 
 
 def _d_flush(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, _, _, lock_owner = _abi.FUSE_FLUSH_IN.unpack_from(a)
-    return Flush(**_base(c), fh=fh, lock_owner=lock_owner)
+    return Flush(*c, fh=fh, lock_owner=lock_owner)
 
 
 def _d_fsync(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, fsync_flags, _ = _abi.FUSE_FSYNC_IN.unpack_from(a)
-    return Fsync(**_base(c), fh=fh, datasync=bool(fsync_flags & _abi.FSYNC_FDATASYNC))
+    return Fsync(*c, fh=fh, datasync=bool(fsync_flags & _abi.FSYNC_FDATASYNC))
 
 
 def _d_setxattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -345,15 +341,15 @@ def _d_setxattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Requ
     if i + size > len(data):
         raise ProtocolError(f"SETXATTR value of {size} bytes does not fit")
     value = data[i : i + size]
-    return Setxattr(**_base(c), name=name, value=value, flags=flags, setxattr_flags=sflags)
+    return Setxattr(*c, name=name, value=value, flags=flags, setxattr_flags=sflags)
 
 
 def _d_getxattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     size, _ = _abi.FUSE_GETXATTR_IN.unpack_from(a)
     if c[0] == Opcode.LISTXATTR:
-        return Listxattr(**_base(c), size=size)
+        return Listxattr(*c, size=size)
     name, _i = _cstr(p.tobytes())
-    return Getxattr(**_base(c), name=name, size=size)
+    return Getxattr(*c, name=name, size=size)
 
 
 def _d_init(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -362,60 +358,60 @@ def _d_init(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     major, minor, max_readahead, flags = _abi.FUSE_INIT_IN_COMPAT.unpack_from(a)
     if len(a) >= _abi.FUSE_INIT_IN.size and flags & InitFlag.INIT_EXT:
         flags |= _abi.FUSE_INIT_IN.unpack_from(a)[4] << 32
-    return Init(**_base(c), major=major, minor=minor, max_readahead=max_readahead, flags=flags)
+    return Init(*c, major=major, minor=minor, max_readahead=max_readahead, flags=flags)
 
 
 def _d_lk(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, owner, start, end, typ, pid, lk_flags, _ = _abi.FUSE_LK_IN.unpack_from(a)
     return Lk(
-        **_base(c), fh=fh, owner=owner, start=start, end=end, type=typ, lock_pid=pid,
+        *c, fh=fh, owner=owner, start=start, end=end, type=typ, lock_pid=pid,
         lk_flags=lk_flags,
     )  # fmt: skip
 
 
 def _d_access(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     mask, _ = _abi.FUSE_ACCESS_IN.unpack_from(a)
-    return Access(**_base(c), mask=mask)
+    return Access(*c, mask=mask)
 
 
 def _d_interrupt(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     (target,) = _abi.FUSE_INTERRUPT_IN.unpack_from(a)
-    return Interrupt(**_base(c), target=target)
+    return Interrupt(*c, target=target)
 
 
 def _d_bmap(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     block, blocksize, _ = _abi.FUSE_BMAP_IN.unpack_from(a)
-    return Bmap(**_base(c), block=block, blocksize=blocksize)
+    return Bmap(*c, block=block, blocksize=blocksize)
 
 
 def _d_ioctl(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, flags, cmd, arg, in_size, out_size = _abi.FUSE_IOCTL_IN.unpack_from(a)
     return Ioctl(
-        **_base(c), fh=fh, flags=flags, cmd=cmd, arg=arg, in_size=in_size,
+        *c, fh=fh, flags=flags, cmd=cmd, arg=arg, in_size=in_size,
         out_size=out_size, data=p[:in_size].tobytes(),
     )  # fmt: skip
 
 
 def _d_poll(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, kh, flags, events = _abi.FUSE_POLL_IN.unpack_from(a)
-    return Poll(**_base(c), fh=fh, kh=kh, flags=flags, events=events)
+    return Poll(*c, fh=fh, kh=kh, flags=flags, events=events)
 
 
 def _d_notify_reply(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     _, offset, size, _, _, _ = _abi.FUSE_NOTIFY_RETRIEVE_IN.unpack_from(a)
     if size > len(p):
         raise ProtocolError(f"NOTIFY_REPLY of {size} bytes carries only {len(p)}")
-    return NotifyReply(**_base(c), offset=offset, data=p[:size].tobytes())
+    return NotifyReply(*c, offset=offset, data=p[:size].tobytes())
 
 
 def _d_fallocate(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, offset, length, mode, _ = _abi.FUSE_FALLOCATE_IN.unpack_from(a)
-    return Fallocate(**_base(c), fh=fh, offset=offset, length=length, mode=mode)
+    return Fallocate(*c, fh=fh, offset=offset, length=length, mode=mode)
 
 
 def _d_lseek(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, offset, whence, _ = _abi.FUSE_LSEEK_IN.unpack_from(a)
-    return Lseek(**_base(c), fh=fh, offset=offset, whence=whence)
+    return Lseek(*c, fh=fh, offset=offset, whence=whence)
 
 
 def _d_copy_file_range(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -423,7 +419,7 @@ def _d_copy_file_range(c: _Common, a: memoryview, p: memoryview, n: Negotiated) 
         _abi.FUSE_COPY_FILE_RANGE_IN.unpack_from(a)
     )
     return CopyFileRange(
-        **_base(c), fh_in=fh_in, off_in=off_in, nodeid_out=nodeid_out, fh_out=fh_out,
+        *c, fh_in=fh_in, off_in=off_in, nodeid_out=nodeid_out, fh_out=fh_out,
         off_out=off_out, length=length, flags=flags, wide=c[0] == Opcode.COPY_FILE_RANGE_64,
     )  # fmt: skip
 

@@ -16,7 +16,7 @@ class ProtocolError(Exception):
 # ----------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class Request:
     """Fields every request has (``fuse_in_header``).
 
