@@ -273,21 +273,22 @@ class RingTransport:
             "failed": self.failed,
         }
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, force: bool = False) -> None:
         """Stop and join every queue thread, then free the buffers.
 
         Threads exit once the kernel has released all their entries (after unmount or
-        abort); if that does not happen in time, their rings are torn down, which
-        cancels the pending commands. Buffers are freed only after the threads exit.
+        abort); if that does not happen in time, or at once with ``force`` (the
+        connection is still alive), their rings are torn down, which cancels the pending
+        commands. Buffers are freed only after the threads exit.
         """
         if self._closed:
             return
         self._stats_at_close = self.stats()
         self._closed = True
         r = self._r
-        lib.tfu_ring_stop(r, 0)
-        rc = await trio.to_thread.run_sync(lib.tfu_ring_join, r, 2000)
-        if rc < 0:
+        lib.tfu_ring_stop(r, 1 if force else 0)
+        rc = await trio.to_thread.run_sync(lib.tfu_ring_join, r, 10000 if force else 2000)
+        if rc < 0 and not force:
             log.warning("ring queues did not drain after unmount; tearing them down")
             lib.tfu_ring_stop(r, 1)
             rc = await trio.to_thread.run_sync(lib.tfu_ring_join, r, 10000)

@@ -252,7 +252,10 @@ class _Session:
             self.notifier.close()
             if self.ring is not None:
                 with trio.CancelScope(shield=True):
-                    await self.ring.aclose()
+                    # If the kernel never ended the connection (we are being cancelled
+                    # while it is still mounted), tear the rings down at once.
+                    alive = self.devfuse is None or not self.devfuse.gone.is_set()
+                    await self.ring.aclose(force=alive)
             self.finished.set()
         with trio.CancelScope(shield=True):
             try:
@@ -380,18 +383,30 @@ class _Session:
     # ---- ending -----------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Unmount (lazily if busy) and wait for the session to end; abort if it won't."""
-        if not self.finished.is_set():
-            conn = _mountlib.connection_id(self.mountpoint) if os.geteuid() == 0 else None
-            err = await trio.to_thread.run_sync(_mountlib.unmount, self.handle)
-            if err == errno.EBUSY:
-                log.warning("%s is busy; detaching it lazily", self.mountpoint)
-                await trio.to_thread.run_sync(lambda: _mountlib.unmount(self.handle, lazy=True))
-            with trio.move_on_after(UNMOUNT_TIMEOUT):
-                await self.finished.wait()
-            if not self.finished.is_set() and conn is not None:
-                log.warning("connection did not end after unmount; aborting it")
+        """Unmount and wait for the session to end.
+
+        A busy mount (open files, a process inside it) is detached lazily, and then its
+        connection is aborted at once: nobody will serve it after we leave, so its users
+        get ENOTCONN now rather than hanging (or retrying interrupted calls) until the
+        last of them lets go. As root that is fusectl's ``abort``; otherwise closing our
+        /dev/fuse fd and rings, which the caller does right after this.
+        """
+        if self.finished.is_set():
+            return
+        conn = _mountlib.connection_id(self.mountpoint) if os.geteuid() == 0 else None
+        err = await trio.to_thread.run_sync(_mountlib.unmount, self.handle)
+        if err == errno.EBUSY:
+            log.warning("%s is busy; detaching it and aborting its connection", self.mountpoint)
+            await trio.to_thread.run_sync(lambda: _mountlib.unmount(self.handle, lazy=True))
+            if conn is not None:
                 _mountlib.abort_connection(conn)
+            else:
+                return  # closing our fd and rings aborts it
+        with trio.move_on_after(UNMOUNT_TIMEOUT):
+            await self.finished.wait()
+        if not self.finished.is_set() and conn is not None:
+            log.warning("connection did not end after unmount; aborting it")
+            _mountlib.abort_connection(conn)
 
 
 @asynccontextmanager
