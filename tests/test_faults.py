@@ -35,7 +35,7 @@ from hello import HELLO_DATA, HelloFS
 from memfs import MemFS
 
 import trio_fuse_uring as tfu
-from trio_fuse_uring import _protocol, _session
+from trio_fuse_uring import _protocol
 from trio_fuse_uring._mountlib import is_mountpoint
 
 ROOT = tfu.ROOT_INODE
@@ -445,7 +445,7 @@ async def test_unmount_cancels_blocked_handlers(tmp_path, transport):
         elapsed = time.monotonic() - t0
         assert not is_mountpoint(str(path))
         assert ops.cancelled == ops.started, (ops.started, ops.cancelled)
-        assert elapsed < _session.UNMOUNT_TIMEOUT + 1.5, elapsed
+        assert elapsed < 2, elapsed  # a busy mount's connection is aborted at once
         print(f"\n{transport}: unmount with {len(procs)} blocked handlers took {elapsed:.2f} s")
         results = []
         with trio.fail_after(10):
@@ -549,7 +549,7 @@ async def test_cancel_owner_scope_with_hundreds_in_flight(tmp_path, transport):
     elapsed = time.monotonic() - t0
     try:
         assert ops.cancelled == ops.waiting == IN_FLIGHT, (ops.cancelled, ops.waiting)
-        assert elapsed < _session.UNMOUNT_TIMEOUT + 2, elapsed
+        assert elapsed < 2, elapsed
         print(
             f"\n{transport}: cancelled with {IN_FLIGHT} in flight, unwound in {elapsed:.2f} s"
             f" ({ops.cancelled} handlers cancelled)"
