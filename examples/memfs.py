@@ -27,7 +27,6 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import trio
 
@@ -1022,61 +1021,24 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * _SIZE_SUFFIX[m.group(2).lower()]
 
 
-def split_options(text: str) -> list[str]:
-    """Split ``-o`` text at commas; ``\\,`` is a comma inside a value (as in libfuse),
-    so that a value with a comma reaches the framework, which refuses it."""
-    return [p.replace("\0", ",") for p in text.replace("\\,", "\0").split(",") if p]
-
-
-_FLAGS = {
-    "allow_other": ("allow_other", True), "default_permissions": ("default_permissions", True),
-    "no_default_permissions": ("default_permissions", False), "ro": ("read_only", True),
-    "rw": ("read_only", False), "writeback_cache": ("writeback_cache", True),
-    "posix_acl": ("posix_acl", True), "auto_unmount": ("auto_unmount", True),
-}  # fmt: skip
-_VALUES: dict[str, Any] = {
-    "fsname": str, "subtype": str, "max_write": int, "max_pages": int, "max_readahead": int,
-    "max_background": int, "congestion_threshold": int, "time_gran": int, "poll_us": int,
-    "ring_depth": int, "entry_timeout": float, "attr_timeout": float,
-}  # fmt: skip
-
-
 def build_options(
-    opts: Sequence[str], transport: str, debug: bool
+    texts: Sequence[str], transport: str, debug: bool
 ) -> tuple[tfu.Options, dict[str, int]]:
-    """Map ``-o`` options to Options fields; memfs's own ``size=`` and ``nr_inodes=``
-    to MemFS arguments; anything else to ``Options.extra``. Raises OptionError."""
-    kw: dict[str, Any] = {
-        "fsname": "memfs",
-        "subtype": "memfs",
-        "transport": transport,
-        "debug": debug,
-    }
+    """``-o`` options: the framework's (see ``Options.parse``) plus memfs's own
+    ``size=`` and ``nr_inodes=``. Raises OptionError."""
+    options, own = tfu.Options.parse(
+        texts, own={"size", "nr_inodes"}, fsname="memfs", subtype="memfs",
+        transport=transport, debug=debug,
+    )  # fmt: skip
     fs_args: dict[str, int] = {}
-    extra: list[str] = []
-    for opt in opts:
-        key, sep, value = opt.partition("=")
-        try:
-            if key in _FLAGS and not sep:
-                field, flag = _FLAGS[key]
-                kw[field] = flag
-            elif key in _VALUES and sep:
-                kw[key] = _VALUES[key](value)
-            elif key == "size" and sep:
-                fs_args["capacity"] = parse_size(value)
-            elif key == "nr_inodes" and sep:
-                fs_args["max_inodes"] = parse_size(value)
-            else:
-                extra.append(opt)
-        except ValueError as exc:
-            raise tfu.OptionError(f"bad value for mount option {key}: {exc}") from None
-    return tfu.Options(extra=tuple(extra), **kw), fs_args
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+    try:
+        if "size" in own:
+            fs_args["capacity"] = parse_size(own["size"])
+        if "nr_inodes" in own:
+            fs_args["max_inodes"] = parse_size(own["nr_inodes"])
+    except ValueError as exc:
+        raise tfu.OptionError(f"bad value for a memfs option: {exc}") from None
+    return options, fs_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1094,9 +1056,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
-        options, fs_args = build_options(
-            [o for text in args.options for o in split_options(text)], args.transport, args.debug
-        )
+        options, fs_args = build_options(args.options, args.transport, args.debug)
     except tfu.OptionError as exc:
         print(f"memfs: {exc}", file=sys.stderr)
         return 2
@@ -1104,15 +1064,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         fs_args["capacity"] = args.size
     try:
         stats = tfu.run(MemFS(**fs_args), args.mountpoint, options)
-    except BaseException as exc:  # trio wraps errors from inside run in ExceptionGroups
-        err = _unwrap(exc)
-        if isinstance(err, tfu.OptionError):
-            print(f"memfs: {err}", file=sys.stderr)
-            return 2
-        if isinstance(err, tfu.UringUnavailable | tfu.MountError | OSError):
-            print(f"memfs: {err}", file=sys.stderr)
-            return 1
-        raise
+    except tfu.OptionError as exc:
+        print(f"memfs: {exc}", file=sys.stderr)
+        return 2
+    except (tfu.UringUnavailable, OSError) as exc:  # MountError is an OSError
+        print(f"memfs: {exc}", file=sys.stderr)
+        return 1
     result = {"requests": stats.get("requests", {}), "errors": stats.get("errors", 0)}
     result.update({k: v for k, v in stats.items() if k not in result})
     print(json.dumps(result), flush=True)

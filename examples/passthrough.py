@@ -56,7 +56,6 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import trio
 
@@ -725,49 +724,6 @@ class ThreadedPassthrough(Passthrough):
 # ---- command line ----------------------------------------------------------------------------
 
 
-def split_options(text: str) -> list[str]:
-    """Split ``-o`` text at commas; ``\\,`` is a comma inside a value (as in libfuse),
-    so that a value with a comma reaches the framework, which refuses it."""
-    return [p.replace("\0", ",") for p in text.replace("\\,", "\0").split(",") if p]
-
-
-_FLAGS = {
-    "allow_other": ("allow_other", True), "default_permissions": ("default_permissions", True),
-    "no_default_permissions": ("default_permissions", False), "ro": ("read_only", True),
-    "rw": ("read_only", False), "writeback_cache": ("writeback_cache", True),
-    "auto_unmount": ("auto_unmount", True),
-}  # fmt: skip
-_VALUES: dict[str, Any] = {
-    "fsname": str, "subtype": str, "max_write": int, "max_pages": int, "max_readahead": int,
-    "max_background": int, "congestion_threshold": int, "time_gran": int, "poll_us": int,
-    "ring_depth": int, "entry_timeout": float, "attr_timeout": float,
-}  # fmt: skip
-
-
-def build_options(opts: Sequence[str], **kw: Any) -> tfu.Options:
-    """Map ``-o`` options onto Options fields (others go to ``extra``). Raises OptionError."""
-    extra: list[str] = []
-    for opt in opts:
-        key, sep, value = opt.partition("=")
-        try:
-            if key in _FLAGS and not sep:
-                field, flag = _FLAGS[key]
-                kw[field] = flag
-            elif key in _VALUES and sep:
-                kw[key] = _VALUES[key](value)
-            else:
-                extra.append(opt)
-        except ValueError as exc:
-            raise tfu.OptionError(f"bad value for mount option {key}: {exc}") from None
-    return tfu.Options(extra=tuple(extra), **kw)
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _timeout(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -810,10 +766,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     source = os.path.abspath(args.source)
     try:
-        options = build_options(
-            [o for text in args.options for o in split_options(text)],
-            fsname=source, subtype="passthrough", transport=args.transport, debug=args.debug,
-            entry_timeout=args.entry_timeout, attr_timeout=args.attr_timeout,
+        options, _ = tfu.Options.parse(
+            args.options, fsname=source, subtype="passthrough", transport=args.transport,
+            debug=args.debug, entry_timeout=args.entry_timeout, attr_timeout=args.attr_timeout,
         )  # fmt: skip
     except tfu.OptionError as exc:
         print(f"passthrough: {exc}", file=sys.stderr)
@@ -831,15 +786,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fs = (ThreadedPassthrough if args.threads else Passthrough)(source)
     try:
         stats = tfu.run(fs, args.mountpoint, options)
-    except BaseException as exc:  # trio wraps errors from inside run in ExceptionGroups
-        err = _unwrap(exc)
-        if isinstance(err, tfu.OptionError):
-            print(f"passthrough: {err}", file=sys.stderr)
-            return 2
-        if isinstance(err, tfu.UringUnavailable | tfu.MountError | OSError):
-            print(f"passthrough: {err}", file=sys.stderr)
-            return 1
-        raise
+    except tfu.OptionError as exc:
+        print(f"passthrough: {exc}", file=sys.stderr)
+        return 2
+    except (tfu.UringUnavailable, OSError) as exc:  # MountError is an OSError
+        print(f"passthrough: {exc}", file=sys.stderr)
+        return 1
     finally:
         fs.close()
     result = {"requests": stats.get("requests", {}), "errors": stats.get("errors", 0)}

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import REPO, client
-from memfs import CHUNK, MemFS, build_options, split_options
+from memfs import CHUNK, MemFS, build_options
 
 import trio_fuse_uring as tfu
 
@@ -987,14 +987,17 @@ def test_cli_rejects_unsafe_options(tmp_path, opt):
     assert res.stdout == ""
 
 
-def test_split_options():
-    assert split_options("a,b=c,,fsname=x\\,y") == ["a", "b=c", "fsname=x,y"]
+def test_options_parse_splits_like_libfuse():
+    opts, own = tfu.Options.parse("noatime,,size=1\\,5", own={"size"})
+    assert opts.extra == ("noatime",) and own == {"size": "1,5"}
+    with pytest.raises(tfu.OptionError, match="inject"):
+        tfu.Options.parse("fsname=x\\,allow_other")
 
 
 def test_build_options():
     opts, fs_args = build_options(
-        split_options("ro,allow_other,no_default_permissions,fsname=x,max_write=65536,"
-                      "entry_timeout=0.5,size=1G,nr_inodes=10k,noatime,writeback_cache"),
+        ["ro,allow_other,no_default_permissions,fsname=x,max_write=65536,"
+         "entry_timeout=0.5,size=1G,nr_inodes=10k,noatime,writeback_cache"],
         "devfuse", False,
     )  # fmt: skip
     assert (opts.read_only, opts.allow_other, opts.default_permissions) == (True, True, False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 TransportChoice = Literal["auto", "uring", "devfuse"]
 
@@ -99,6 +100,51 @@ class Options:
     def __post_init__(self) -> None:
         self.validate()
 
+    @classmethod
+    def parse(
+        cls, texts: str | Sequence[str], *, own: Collection[str] = (), **defaults: Any
+    ) -> tuple[Options, dict[str, str]]:
+        """Build Options from ``-o`` style text, as libfuse programs take them.
+
+        Each text is split at commas (``\\,`` keeps a comma inside a value, which
+        validation then refuses). Flags (``allow_other``, ``ro``, ``rw``,
+        ``default_permissions``, ``no_default_permissions``, ``writeback_cache``,
+        ``posix_acl``, ``auto_unmount``, ``debug``) and ``name=value`` options named
+        like a field (``fsname=``, ``max_write=``, ``entry_timeout=``, ``transport=``...)
+        set that field; names in ``own`` are returned for the filesystem itself;
+        anything else goes to ``extra`` (mount(2) options such as ``noatime``).
+        ``defaults`` are Options fields that the text may override.
+
+        Returns:
+            The options, and the filesystem's own options as a name → value dict.
+
+        Raises:
+            OptionError: a value does not parse or is unsafe.
+        """
+        items = [texts] if isinstance(texts, str) else list(texts)
+        kw: dict[str, Any] = dict(defaults)
+        mine: dict[str, str] = {}
+        extra: list[str] = list(kw.pop("extra", ()))
+        for text in items:
+            for opt in text.replace("\\,", "\0").split(","):
+                opt = opt.replace("\0", ",")
+                if not opt:
+                    continue
+                key, sep, value = opt.partition("=")
+                if key in own:
+                    mine[key] = value
+                elif key in _FLAG_OPTIONS and not sep:
+                    name, flag = _FLAG_OPTIONS[key]
+                    kw[name] = flag
+                elif key in _VALUE_OPTIONS and sep:
+                    try:
+                        kw[key] = _VALUE_OPTIONS[key](value)
+                    except ValueError as exc:
+                        raise OptionError(f"bad value for mount option {key}: {exc}") from None
+                else:
+                    extra.append(opt)
+        return cls(extra=tuple(extra), **kw), mine
+
     def validate(self) -> None:
         """Check every value. Raises :class:`OptionError` (a ValueError) naming the option."""
         _safe("fsname", self.fsname)
@@ -153,6 +199,35 @@ class Options:
             opts.append("allow_other")
         opts.extend(self.extra)
         return opts
+
+
+_FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
+    "allow_other": ("allow_other", True),
+    "default_permissions": ("default_permissions", True),
+    "no_default_permissions": ("default_permissions", False),
+    "ro": ("read_only", True),
+    "rw": ("read_only", False),
+    "writeback_cache": ("writeback_cache", True),
+    "posix_acl": ("posix_acl", True),
+    "handle_killpriv_v2": ("handle_killpriv_v2", True),
+    "auto_unmount": ("auto_unmount", True),
+    "debug": ("debug", True),
+}
+_VALUE_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "fsname": str,
+    "subtype": str,
+    "transport": str,
+    "max_write": int,
+    "max_pages": int,
+    "max_readahead": int,
+    "max_background": int,
+    "congestion_threshold": int,
+    "time_gran": int,
+    "poll_us": int,
+    "ring_depth": int,
+    "entry_timeout": float,
+    "attr_timeout": float,
+}
 
 
 def fs_type(options: Options) -> str:

@@ -508,5 +508,11 @@ def run(
                         result.update(m.stats())
                 nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:
+        leaf = _single_leaf(group)  # our nurseries are not the caller's business
+        if leaf is None:
+            raise
+        raise leaf from None
     return result

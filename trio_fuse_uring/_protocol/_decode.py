@@ -315,9 +315,7 @@ def _d_write(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request
 
 def _d_release(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     fh, flags, release_flags, lock_owner = _abi.FUSE_RELEASE_IN.unpack_from(a)
-    return Release(
-        *c, fh=fh, flags=flags, release_flags=release_flags, lock_owner=lock_owner
-    )
+    return Release(*c, fh=fh, flags=flags, release_flags=release_flags, lock_owner=lock_owner)
 
 
 def _d_flush(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
