@@ -754,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from _profile import profile  # type: ignore[import-not-found]
 
+        if args.wait_quiet:
+            log(check_quiet(args.wait_quiet))
+
         return profile(args, out, our_systems(args.fs, args.our_options))
     quick = args.quick
     plan = Plan(
