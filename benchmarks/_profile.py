@@ -29,10 +29,10 @@ LAYERS = [
     "waiting for the next request, polling (C ring take / readv of /dev/fuse)",
     "sleeping in epoll (eventfd / /dev/fuse readable)",
     "trio scheduler and task switching",
-    "decode (_protocol.decode_*)",
+    "decode (_protocol/_decode.py, _requests.py)",
     "dispatch (ops/_dispatch.py)",
     "handler (examples/passthrough.py, incl. its syscalls)",
-    "encode (_protocol / ops/_types replies)",
+    "encode (_protocol/_encode.py, ops/_types.py)",
     "reply (copy into buffer + commit / writev)",
     "other",
 ]
@@ -66,6 +66,10 @@ def classify(frames: list[tuple[str, str, int]]) -> str:
             return LAYERS[5]
         if "trio_fuse_uring/" not in file:
             continue
+        if "_protocol/_decode" in file or "_protocol/_requests" in file:
+            return LAYERS[3]
+        if "_protocol/_encode" in file:
+            return LAYERS[6]
         if file.endswith("_protocol.py"):
             return LAYERS[3] if func.startswith("decode") or "decode" in src else LAYERS[6]
         if file.endswith("ops/_types.py"):
@@ -140,6 +144,10 @@ def parse_perf(report: str) -> dict[str, Any]:
 
 
 def profile(args: Any, out: Path, systems: list[R.System]) -> int:
+    workload = args.profile_workload
+    if workload != "randread1":
+        out = out / f"profile-{workload}"
+        out.mkdir(parents=True, exist_ok=True)
     if shutil.which("py-spy") is None and not (Path(R.PY).parent / "py-spy").exists():
         print("py-spy is missing: .venv/bin/pip install py-spy", flush=True)
         return 2
@@ -159,23 +167,28 @@ def profile(args: Any, out: Path, systems: list[R.System]) -> int:
             src, mnt = backing / s.name, work / f"mnt-{s.name}"
             src.mkdir()
             mnt.mkdir()
-            R.prepare_data(str(src), plan.file_mib, 0)
+            R.prepare_data(str(src), plan.file_mib, 10_000 if workload == "readdir" else 0)
             d = R.Daemon(s, str(src), str(mnt), out)
             try:
                 d.start()
                 total = 2 + PYSPY_S + 1 + PERF_S + 2
                 # Baseline without a profiler attached, then the profiled run.
-                base = R.run_fio(
-                    f"{mnt}/fio-read.dat", "randread", "4k", 1, 4, 1, plan.file_mib, 60
-                )
+                if workload == "randread1":
+                    base_ops_s = R.run_fio(
+                        f"{mnt}/fio-read.dat", "randread", "4k", 1, 4, 1, plan.file_mib, 60
+                    )["iops"]
+                    cmd = ["fio", "--name=prof", f"--filename={mnt}/fio-read.dat", "--rw=randread",
+                           "--bs=4k", "--direct=1", "--ioengine=psync", "--iodepth=1", "--numjobs=1",
+                           "--time_based", f"--runtime={total}s", f"--size={plan.file_mib}M",
+                           "--invalidate=0", "--norandommap", "--randrepeat=0", "--output-format=json"]  # fmt: skip
+                else:
+                    target = f"{mnt}/dir10k" if workload == "readdir" else f"{mnt}/statme"
+                    base_ops_s = R.run_client(workload, target, 4, 120)["ops_s"]
+                    cmd = [R.PY, str(R.CLIENT), workload, target, str(total)]
                 cpu0 = R.proc_cpu_s(d.pid)
                 fio = subprocess.Popen(
-                    ["fio", "--name=prof", f"--filename={mnt}/fio-read.dat", "--rw=randread",
-                     "--bs=4k", "--direct=1", "--ioengine=psync", "--iodepth=1", "--numjobs=1",
-                     "--time_based", f"--runtime={total}s", f"--size={plan.file_mib}M",
-                     "--invalidate=0", "--norandommap", "--randrepeat=0", "--output-format=json"],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                )  # fmt: skip
+                    cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
                 try:
                     time.sleep(2)
                     raw = out / f"profile-{s.name}.pyspy.txt"
@@ -210,12 +223,17 @@ def profile(args: Any, out: Path, systems: list[R.System]) -> int:
                         fio.kill()
                         fio.wait()
                 cpu = R.proc_cpu_s(d.pid) - cpu0
-                job = json.loads(fout[fout.index("{") :])["jobs"][0]["read"]
+                doc = json.loads(fout[fout.index("{") :])
+                if workload == "randread1":
+                    ops_s, ops = doc["jobs"][0]["read"]["iops"], doc["jobs"][0]["read"]["total_ios"]
+                else:
+                    ops_s, ops = doc["ops_s"], doc["ops"]
                 results[s.name] = {
-                    "baseline_iops": base["iops"],
-                    "profiled_iops": job["iops"],
-                    "daemon_cpu_us_per_io": 1e6 * cpu / max(1, job["total_ios"]),
-                    "wall_us_per_io": 1e6 / base["iops"],
+                    "workload": workload,
+                    "baseline_iops": base_ops_s,
+                    "profiled_iops": ops_s,
+                    "daemon_cpu_us_per_io": 1e6 * cpu / max(1, ops),
+                    "wall_us_per_io": 1e6 / base_ops_s,
                     "pyspy": parse_pyspy(raw),
                     "perf": parse_perf(perf_txt),
                     "perf_symbols": [
@@ -249,11 +267,11 @@ def render(results: dict[str, Any]) -> str:
             share = p["layers"].get(layer, 0) / p["samples"] if p["samples"] else 0
             cells.append(f"{100 * share:.0f}% ({share * results[n]['wall_us_per_io']:.1f} µs)")
         lines.append(f"| {layer} | " + " | ".join(cells) + " |")
-    lines.append("| IOPS without / with profilers | " + " | ".join(
+    lines.append("| ops/s (IOPS) without / with profilers | " + " | ".join(
         f"{results[n]['baseline_iops']:.0f} / {results[n]['profiled_iops']:.0f}" for n in names) + " |")  # fmt: skip
-    lines.append("| wall µs per request (1 / IOPS) | " + " | ".join(
+    lines.append("| wall µs per op (1 / ops/s) | " + " | ".join(
         f"{results[n]['wall_us_per_io']:.1f}" for n in names) + " |")  # fmt: skip
-    lines.append("| daemon CPU µs per request (all threads) | " + " | ".join(
+    lines.append("| daemon CPU µs per op (all threads) | " + " | ".join(
         f"{results[n]['daemon_cpu_us_per_io']:.1f}" for n in names) + " |")  # fmt: skip
     for n in names:
         lines += ["", f"perf, {n}: share of daemon CPU samples by thread and DSO (top rows)", ""]
@@ -266,3 +284,14 @@ def render(results: dict[str, Any]) -> str:
         for leaf, count in results[n]["pyspy"]["top_leaf"][:10]:
             lines.append(f"- {count} {leaf}")
     return "\n".join(lines)
+
+
+def rerender(out: Path) -> str:
+    """Re-classify the saved py-spy stacks of a profile run and rewrite profile.md/json."""
+    results = json.loads((out / "profile.json").read_text())
+    for name, res in results.items():
+        res["pyspy"] = parse_pyspy(out / f"profile-{name}.pyspy.txt")
+    (out / "profile.json").write_text(json.dumps(results, indent=1))
+    md = render(results)
+    (out / "profile.md").write_text(md + "\n")
+    return md

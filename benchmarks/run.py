@@ -723,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="first wait up to S seconds for < 10%% CPU busy and no pytest running")  # fmt: skip
     ap.add_argument("--profile", action="store_true",
                     help="instead: profile 4 KiB randread on uring and devfuse (py-spy, perf)")  # fmt: skip
+    ap.add_argument("--profile-workload", choices=["randread1", "readdir", "stat"], default="randread1",
+                    help="what --profile loads the daemon with (default randread1: fio 4 KiB QD1)")  # fmt: skip
     ap.add_argument("--report", metavar="JSON",
                     help="instead: redraw the table and chart of a saved results.json into --out")  # fmt: skip
     args = ap.parse_args(argv)
