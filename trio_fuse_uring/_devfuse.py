@@ -22,6 +22,7 @@ idle mount spins at most once per wake-up.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import time
@@ -154,7 +155,9 @@ class DevFuseTransport:
         buf = self._take_buffer()
         view = memoryview(buf)
         fd = self.fd
-        readv = os.readv
+        # FileIO.readinto returns None on EAGAIN instead of raising: an empty poll costs
+        # a syscall, not the construction of a BlockingIOError (13% of daemon CPU).
+        readinto = io.FileIO(fd.fd, "rb", closefd=False).readinto
         start = self.dispatcher.start
         neg = self.neg
         poll_ns = self.poll_ns
@@ -164,8 +167,15 @@ class DevFuseTransport:
             spin_until = 0
             while True:
                 try:
-                    n = readv(fd.fd, (buf,))
-                except BlockingIOError:
+                    n = readinto(buf)
+                except OSError as exc:
+                    if exc.errno in _RETRY_READ:
+                        continue
+                    if exc.errno not in (errno.ENODEV, errno.EBADF):
+                        log.error("reading /dev/fuse failed: %s; ending the session", exc)
+                    self.gone.set()
+                    return
+                if n is None:  # EAGAIN: poll a little, then sleep
                     if poll_ns:
                         now = now_ns()
                         if not spin_until:
@@ -180,13 +190,6 @@ class DevFuseTransport:
                         self.gone.set()
                         return
                     continue
-                except OSError as exc:
-                    if exc.errno in _RETRY_READ:
-                        continue
-                    if exc.errno not in (errno.ENODEV, errno.EBADF):
-                        log.error("reading /dev/fuse failed: %s; ending the session", exc)
-                    self.gone.set()
-                    return
                 spin_until = 0
                 self.requests += 1
                 try:
