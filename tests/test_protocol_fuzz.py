@@ -501,7 +501,10 @@ def in_range(v: dict[str, int]) -> bool:
         if f in U32_ATTR or f == "st_mode":
             limit = 2**32
         elif f.endswith("_ns"):
-            limit = 2**64 * 10**9
+            # Seconds travel as the kernel's signed 64-bit value (pre-1970 allowed).
+            if not -(2**63) <= x // 10**9 < 2**63:
+                return False
+            continue
         else:
             limit = 2**64
         if not 0 <= x < limit:
@@ -512,8 +515,9 @@ def in_range(v: dict[str, int]) -> bool:
 def check_attr(buf: bytes, off: int, v: dict[str, int]) -> None:
     got = struct.unpack_from("<6Q10I", buf, off)
     exp = (
-        v["st_ino"], v["st_size"], v["st_blocks"], v["st_atime_ns"] // 10**9,
-        v["st_mtime_ns"] // 10**9, v["st_ctime_ns"] // 10**9, v["st_atime_ns"] % 10**9,
+        v["st_ino"], v["st_size"], v["st_blocks"], v["st_atime_ns"] // 10**9 % 2**64,
+        v["st_mtime_ns"] // 10**9 % 2**64, v["st_ctime_ns"] // 10**9 % 2**64,
+        v["st_atime_ns"] % 10**9,
         v["st_mtime_ns"] % 10**9, v["st_ctime_ns"] % 10**9, v["st_mode"], v["st_nlink"],
         v["st_uid"], v["st_gid"], v["st_rdev"], v["st_blksize"], 0,
     )  # fmt: skip
