@@ -306,6 +306,7 @@ class _Session:
                     raise UringUnavailable(f"cannot serve over io-uring: {self.ring.failed}")
                 self.transport_name = "devfuse"
                 self.transport_reason = f"io-uring unavailable: {self.ring.failed}"
+                self.devfuse.poll_ns = opts.poll_us * 1000  # it carries everything now
 
     def _choose_transport(self, kernel_flags: int) -> bool:
         choice = self.options.transport
