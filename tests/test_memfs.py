@@ -812,17 +812,20 @@ async def test_forget_balances_lookups(memfs):
 
 
 @asynccontextmanager
-async def public_memfs(transport: str) -> AsyncIterator[tuple[MemFS, Path]]:
+async def public_memfs(
+    transport: str, fs: MemFS | None = None, **options: Any
+) -> AsyncIterator[tuple[MemFS, Path]]:
     """A memfs mounted with allow_other where an unprivileged user can reach it
     (pytest's tmp_path is in root's private 0700 directory)."""
     base = Path(tempfile.mkdtemp(prefix="memfs-public-"))
     base.chmod(0o755)
-    fs = MemFS()
+    fs = fs if fs is not None else MemFS()
     try:
         async with trio.open_nursery() as nursery:
             m = await nursery.start(
-                tfu.serve, fs, base, tfu.Options(transport=transport, allow_other=True)
-            )
+                tfu.serve, fs, base,
+                tfu.Options(transport=transport, allow_other=True, **options),
+            )  # fmt: skip
             yield fs, Path(m.mountpoint)
             nursery.cancel_scope.cancel()
     finally:
@@ -1130,13 +1133,27 @@ print(oct(os.stat(os.path.join(mnt, "w")).st_mode & 0o7777), oct(os.stat(os.path
 """
 
 
-async def test_write_by_other_user_clears_suid(transport):
+class KillCountingMemFS(MemFS):
+    """Counts setattr calls that carry kill_suidgid (the framework's route for the
+    kernel's FUSE_WRITE_KILL_SUIDGID / FUSE_OPEN_KILL_SUIDGID)."""
+
+    kills = 0
+
+    async def setattr(self, inode, attr, fh, ctx):  # type: ignore[no-untyped-def]
+        if attr.kill_suidgid:
+            self.kills += 1
+        return await super().setattr(inode, attr, fh, ctx)
+
+
+@pytest.mark.parametrize("killpriv_v2", [False, True])
+async def test_write_by_other_user_clears_suid(transport, killpriv_v2):
     """tmpfs clears set-user-ID on a write or O_TRUNC open by a user without CAP_FSETID.
 
-    (memfs approximates "without CAP_FSETID" by the opener's uid: the framework does not
-    pass FUSE_WRITE_KILL_SUIDGID / FUSE_OPEN_KILL_SUIDGID to the handlers.)
+    By default the kernel does it (a SETATTR of the mode); with handle_killpriv_v2 the
+    filesystem does, and the framework routes the kernel's kill flags to setattr.
     """
-    async with public_memfs(transport) as (_fs, mnt):
+    fs = KillCountingMemFS()
+    async with public_memfs(transport, fs, handle_killpriv_v2=killpriv_v2) as (_fs, mnt):
 
         def setup() -> None:
             for name in ("w", "t"):
@@ -1152,3 +1169,5 @@ async def test_write_by_other_user_clears_suid(transport):
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0o777", "0o777"]
+    if killpriv_v2:
+        assert fs.kills >= 2  # the write and the truncating open
