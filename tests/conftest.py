@@ -100,3 +100,17 @@ async def client(fn: Callable[..., T], *args: Any, timeout: float = 30) -> T:
     """Run a blocking filesystem call in a worker thread, bounded in time."""
     with trio.fail_after(timeout):
         return await trio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)
+
+
+def ring_threads() -> list[str]:
+    """Names of this process's io-uring queue threads (``tfu-q<cpu>``)."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith("tfu-q"):
+            names.append(name)
+    return names

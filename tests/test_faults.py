@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, require
+from conftest import client, require, ring_threads
 from hello import HELLO_DATA, HelloFS
 from memfs import MemFS
 
@@ -51,19 +51,6 @@ def _file_attr(ino: int, size: int, timeout: float = 0.0) -> tfu.EntryAttributes
         st_ino=ino, st_mode=stat.S_IFREG | 0o666, st_size=size,
         entry_timeout=timeout, attr_timeout=timeout,
     )  # fmt: skip
-
-
-def _ring_threads() -> list[str]:
-    names = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-        except OSError:
-            continue
-        if name.startswith("tfu-q"):
-            names.append(name)
-    return names
 
 
 def _fds() -> set[str]:
@@ -458,7 +445,7 @@ async def test_unmount_cancels_blocked_handlers(tmp_path, transport):
     finally:
         for proc in procs:
             await _stop(proc)
-    assert _ring_threads() == []
+    assert ring_threads() == []
 
 
 # ---- cancelling the scope that owns the mount, hundreds of requests in flight -----------------
@@ -561,7 +548,7 @@ async def test_cancel_owner_scope_with_hundreds_in_flight(tmp_path, transport):
     finally:
         await _stop(proc)
     assert not is_mountpoint(str(path))
-    assert _ring_threads() == []
+    assert ring_threads() == []
     await trio.sleep(0.1)
     leftover = {t for t in threading.enumerate() if t.ident not in threads_before}
     # trio's thread cache keeps idle workers around; anything else is a leak.
@@ -594,7 +581,7 @@ async def test_register_refused_auto_falls_back(tmp_path, register_refused, capl
             assert stats["requests"]["devfuse"] > 0
     assert "refused ring registration" in caplog.text and "fall back to /dev/fuse" in caplog.text
     assert not is_mountpoint(str(path))
-    assert _ring_threads() == []
+    assert ring_threads() == []
 
 
 async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refused):
@@ -606,5 +593,5 @@ async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refuse
             async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring")):
                 pytest.fail("mounted over io-uring although registration was refused")
     assert not is_mountpoint(str(path))
-    assert _ring_threads() == []
+    assert ring_threads() == []
     assert _fds() - fds_before == set()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, require
+from conftest import client, require, ring_threads
 from hello import HelloFS
 
 import trio_fuse_uring as tfu
@@ -28,19 +28,6 @@ def _queue_requests(m: tfu.Mount) -> dict[int, int]:
     return {q["qid"]: q["requests"] for q in m.stats()["ring"]["queues"]}
 
 
-def _ring_threads() -> list[str]:
-    names = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-        except OSError:
-            continue
-        if name.startswith("tfu-q"):
-            names.append(name)
-    return names
-
-
 async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
     require("uring")
     online = sorted(os.sched_getaffinity(0))
@@ -50,7 +37,7 @@ async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
         HelloFS(), path, tfu.Options(transport="uring", attr_timeout=0, entry_timeout=0)
     ) as m:
         assert len(m.stats()["ring"]["queues"]) == len(possible_cpus())
-        assert sorted(_ring_threads()) == sorted(f"tfu-q{c}" for c in online)
+        assert sorted(ring_threads()) == sorted(f"tfu-q{c}" for c in online)
         for cpu in online:
             before = _queue_requests(m)
             await trio.run_process(
@@ -61,7 +48,7 @@ async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
             # Every stat is a LOOKUP + GETATTR (timeouts 0), all on the pinned CPU's queue.
             assert grown[cpu] >= 200, grown
             assert sum(grown.values()) - grown[cpu] <= 5, grown
-    assert _ring_threads() == []
+    assert ring_threads() == []
 
 
 @pytest.fixture
@@ -149,7 +136,7 @@ async def test_unmount_under_load_leaves_nothing(tmp_path, transport):
                 p.kill()
             assert p.stdout is not None
             await p.stdout.aclose()
-    assert _ring_threads() == []
+    assert ring_threads() == []
     assert set(os.listdir("/proc/self/fd")) - fds_before == set()
     from trio_fuse_uring._mountlib import is_mountpoint
 
