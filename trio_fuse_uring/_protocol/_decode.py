@@ -139,21 +139,29 @@ def decode_request(
     """
     if len(header) < _IN.size:
         raise ProtocolError("fuse_in_header is truncated")
-    _len, opcode, unique, nodeid, uid, gid, pid, extlen, _pad = _IN.unpack_from(header)
+    return _decode(_IN.unpack_from(header), arg, payload, neg)
+
+
+def _decode(
+    h: tuple[int, ...], arg: memoryview, payload: memoryview, neg: Negotiated
+) -> Request:
+    """decode_request, given the unpacked ``fuse_in_header`` fields."""
+    _len, opcode, unique, nodeid, uid, gid, pid, extlen, _pad = h
     if extlen:
         ext = extlen * 8
         if ext > len(payload):
             raise ProtocolError(f"{ext} bytes of extensions do not fit in the payload")
         payload = payload[: len(payload) - ext]
-    decoder = _DECODERS.get(opcode)
-    if decoder is None:
+    entry = _TABLE.get(opcode)
+    if entry is None:
         raise ProtocolError(f"unknown opcode {opcode}")
-    argsz = _arg_size(opcode, neg)
+    argsz, decoder = entry
+    if opcode == Opcode.SETXATTR:
+        argsz = _arg_size(opcode, neg)
     if len(arg) < argsz and opcode != Opcode.INIT:
         raise ProtocolError(f"{_opname(opcode)}: argument struct truncated")
-    common = (opcode, unique, nodeid, uid, gid, pid)
     try:
-        return decoder(common, arg, payload, neg)
+        return decoder((opcode, unique, nodeid, uid, gid, pid), arg, payload, neg)
     except struct.error as exc:
         raise ProtocolError(f"{_opname(opcode)}: {exc}") from None
 
@@ -185,16 +193,20 @@ def decode_ring(header: memoryview, payload: memoryview, neg: Negotiated) -> Req
     """
     if len(header) < _abi.FUSE_URING_REQ_HEADER_SZ:
         raise ProtocolError("ring header truncated")
+    h = _IN.unpack_from(header)
     (size,) = _RING_PAYLOAD_SZ.unpack_from(header, _RING_PAYLOAD_SZ_AT)
     if size > len(payload):
         raise ProtocolError(f"payload_sz {size} exceeds the {len(payload)}-byte buffer")
-    length, opcode = struct.unpack_from("<II", header)
-    argsz = _arg_size(opcode, neg)
     body = payload[:size]
-    if argsz and length == _IN.size + size and size >= argsz:
-        return decode_request(header, body[:argsz], body[argsz:], neg)
-    op_in = header[_abi.URING_OP_IN_OFFSET : _abi.URING_ENT_IN_OUT_OFFSET]
-    return decode_request(header, op_in, body, neg)
+    if h[0] == _IN.size + size and size:  # everything in the payload: is there a struct?
+        argsz = _arg_size(h[1], neg)
+        if argsz and size >= argsz:
+            return _decode(h, body[:argsz], body[argsz:], neg)
+    return _decode(h, header[_OP_IN_AT:_ENT_IN_OUT_AT], body, neg)
+
+
+_OP_IN_AT = _abi.URING_OP_IN_OFFSET
+_ENT_IN_OUT_AT = _abi.URING_ENT_IN_OUT_OFFSET
 
 
 _Common = tuple[int, int, int, int, int, int]
