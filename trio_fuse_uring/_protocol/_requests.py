@@ -143,7 +143,7 @@ class Create(Request):
     open_flags: int
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)  # positional: built on the hot path
 class Read(Request):
     """READ, READDIR and READDIRPLUS."""
 
