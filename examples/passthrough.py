@@ -56,6 +56,7 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -113,6 +114,17 @@ def _check_name(name: bytes) -> None:
         raise tfu.FUSEError(errno.EINVAL)
 
 
+def _dtype_mode(entry: os.DirEntry[str]) -> int:
+    """The file type bits scandir knows without a stat (0: unknown, the kernel allows it)."""
+    if entry.is_symlink():
+        return stat.S_IFLNK
+    if entry.is_dir(follow_symlinks=False):
+        return stat.S_IFDIR
+    if entry.is_file(follow_symlinks=False):
+        return stat.S_IFREG
+    return 0
+
+
 def _attr(nid: int, st: os.stat_result) -> tfu.EntryAttributes:
     return tfu.EntryAttributes(
         nid, 0, None, None, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_rdev,
@@ -167,7 +179,8 @@ class Passthrough(tfu.Operations):
         self._inodes: dict[int, _Inode] = {ROOT: _Inode(self._root_fd, _S_IFDIR, 1 << 62)}
         self._foreign: dict[tuple[int, int], int] = {}
         self._next_foreign = FOREIGN_BASE
-        self._dirs: dict[int, list[bytes] | None] = {}  # directory handle (an fd) -> names
+        # directory handle (an fd) -> snapshot of (name, d_ino, type bits)
+        self._dirs: dict[int, list[tuple[bytes, int, int]] | None] = {}
         self._ids = (os.geteuid(), os.getegid())
         self._umask = _process_umask()
         self.writeback = False
@@ -572,40 +585,54 @@ class Passthrough(tfu.Operations):
         names = self._dirs.get(fh)
         if names is None or start_id == 0:
             # One snapshot per handle (again after a rewind): a cookie is an index into
-            # it, so it stays valid however the directory changes meanwhile.
+            # it, so it stays valid however the directory changes meanwhile. scandir
+            # gives inode numbers and types without a stat per name.
             try:
-                names = [os.fsencode(n) for n in os.listdir(fh)]
+                with os.scandir(fh) as it:
+                    names = [(os.fsencode(e.name), e.inode(), _dtype_mode(e)) for e in it]
             except OSError as exc:
                 raise _error(exc) from None
             self._dirs[fh] = names
-        inodes = self._inodes
         for i in range(start_id, len(names)):
-            name = names[i]
+            name, ino, mode = names[i]
+            # Attributes only for readdirplus calls (the framework calls attrs() then).
+            found: list[tuple[int, int, os.stat_result]] = []  # (nid, fd or -1, stat)
+            attrs = partial(self._readdir_attrs, fh, name, found)
             try:
-                st = os.stat(name, dir_fd=fh, follow_symlinks=False)
-            except OSError:
-                continue  # removed since the snapshot
-            nid = self._nid(st)
-            known = inodes.get(nid)
-            if known is not None:
-                if (yield tfu.DirEntry(name, _attr(nid, st), i + 1)):
-                    known.nlookup += 1
-                continue
-            # Not known yet: open it now, so that a readdirplus entry the kernel keeps is
-            # backed by exactly the object whose attributes it got.
-            try:
-                fd = os.open(name, _O_PATH, dir_fd=fh)
-            except OSError:
-                continue
-            try:
-                st = os.stat(fd)
-                nid = self._nid(st)
-                if (yield tfu.DirEntry(name, _attr(nid, st), i + 1)):
-                    self._remember(fd, st)
-                    fd = -1
+                counted = yield tfu.DirEntry(name, attrs, i + 1, ino=ino, mode=mode)
+                if counted and found:
+                    nid, fd, st = found[0]
+                    if fd >= 0:
+                        self._remember(fd, st)
+                        found.clear()
+                    else:
+                        self._inodes[nid].nlookup += 1
             finally:
-                if fd >= 0:
-                    os.close(fd)
+                for _nid, fd, _st in found:
+                    if fd >= 0:
+                        os.close(fd)
+
+    def _readdir_attrs(
+        self, fh: int, name: bytes, found: list[tuple[int, int, os.stat_result]]
+    ) -> tfu.EntryAttributes:
+        try:
+            st = os.stat(name, dir_fd=fh, follow_symlinks=False)
+        except OSError as exc:
+            raise _error(exc) from None  # removed since the snapshot
+        nid = self._nid(st)
+        if nid in self._inodes:
+            found.append((nid, -1, st))
+            return _attr(nid, st)
+        # Not known yet: open it now, so that a readdirplus entry the kernel keeps is
+        # backed by exactly the object whose attributes it got.
+        try:
+            fd = os.open(name, _O_PATH, dir_fd=fh)
+        except OSError as exc:
+            raise _error(exc) from None
+        st = os.stat(fd)
+        nid = self._nid(st)
+        found.append((nid, fd, st))
+        return _attr(nid, st)
 
     async def releasedir(self, fh):  # type: ignore[no-untyped-def]
         del self._dirs[fh]

@@ -358,3 +358,55 @@ async def test_read_into_fills_the_reply_buffer(mount_ops):
     with pytest.raises(OSError) as exc:
         await client(Path(m.mountpoint, "bad").read_bytes)
     assert exc.value.errno == errno.EIO
+
+
+class LazyDirFS(tfu.Operations):
+    """A directory of 2000 files whose attributes are computed only when the kernel asks
+    (readdirplus); ``gone`` names fail like a file removed meanwhile."""
+
+    N = 2000
+
+    def __init__(self) -> None:
+        self.attr_calls = 0
+        self.lookups: dict[int, int] = {}
+
+    def _attr(self, ino: int) -> tfu.EntryAttributes:
+        self.attr_calls += 1
+        return _file_attr(ino, 1, timeout=60)
+
+    def _gone(self) -> tfu.EntryAttributes:
+        raise tfu.FUSEError(errno.ENOENT)
+
+    async def getattr(self, inode, ctx):
+        return _root_attr() if inode == ROOT else _file_attr(inode, 1, timeout=60)
+
+    async def readdir(self, fh, start_id, ctx):
+        for i in range(start_id, self.N):
+            ino = 100 + i
+            attr = self._gone if i == 7 else (lambda ino=ino: self._attr(ino))
+            entry = tfu.DirEntry(b"f%d" % i, attr, i + 1, ino=ino, mode=stat.S_IFREG)
+            if (yield entry):
+                self.lookups[ino] = self.lookups.get(ino, 0) + 1
+
+    async def forget(self, inode_list):
+        for ino, n in inode_list:
+            self.lookups[ino] -= n
+
+
+async def test_readdir_lazy_attributes(mount_ops):
+    ops = LazyDirFS()
+    m = await mount_ops(ops)
+
+    def listing() -> list[tuple[str, int, bool]]:
+        with os.scandir(m.mountpoint) as it:
+            return [(e.name, e.inode(), e.is_file(follow_symlinks=False)) for e in it]
+
+    entries = await client(listing)
+    assert sorted(entries) == sorted((f"f{i}", 100 + i, True) for i in range(ops.N))
+    # READDIRPLUS_AUTO: only the listing's first call wants attributes; the rest are
+    # plain, so most attribute functions were never called.
+    assert 0 < ops.attr_calls < ops.N // 4
+    # Only entries whose attributes were sent hold a lookup, once each ("f7" raised
+    # ENOENT; an entry whose attributes were computed but that did not fit holds none).
+    assert 107 not in ops.lookups and set(ops.lookups.values()) == {1}
+    assert ops.attr_calls - 8 <= len(ops.lookups) <= ops.attr_calls

@@ -142,9 +142,7 @@ def decode_request(
     return _decode(_IN.unpack_from(header), arg, payload, neg)
 
 
-def _decode(
-    h: tuple[int, ...], arg: memoryview, payload: memoryview, neg: Negotiated
-) -> Request:
+def _decode(h: tuple[int, ...], arg: memoryview, payload: memoryview, neg: Negotiated) -> Request:
     """decode_request, given the unpacked ``fuse_in_header`` fields."""
     _len, opcode, unique, nodeid, uid, gid, pid, extlen, _pad = h
     if extlen:

@@ -171,6 +171,10 @@ def negotiate_init(req: Init, cfg: InitConfig) -> tuple[bytes, Negotiated]:
 # ----------------------------------------------------------------------------------------
 
 
+_DIRENT = _abi.FUSE_DIRENT
+_ENTRY_OUT = _abi.FUSE_ENTRY_OUT
+
+
 class DirentBuffer:
     """Packs directory entries into a READDIR or READDIRPLUS reply of bounded size.
 
@@ -192,30 +196,34 @@ class DirentBuffer:
 
     def add(self, name: bytes, attr: EntryAttributes, offset: int) -> bool:
         """Append one entry. Raises ValueError for an empty name or one with ``/`` or NUL."""
+        return self.add_raw(name, attr.st_ino, attr.st_mode, offset, attr)
+
+    def add_raw(
+        self, name: bytes, ino: int, mode: int, offset: int, attr: EntryAttributes | None
+    ) -> bool:
+        """Like :meth:`add`; in a readdirplus reply, ``attr`` None sends the entry without
+        attributes (the kernel then takes no lookup reference, as for ``.`` and ``..``)."""
         if not name or b"/" in name or b"\0" in name or len(name) > 1024:
             raise ValueError(f"invalid directory entry name {name!r}")
         namelen = len(name)
-        reclen = _abi.FUSE_DIRENT.size + namelen
+        reclen = _DIRENT.size + namelen
         padded = (reclen + _abi.DIRENT_ALIGN - 1) & ~(_abi.DIRENT_ALIGN - 1)
-        head = _abi.FUSE_ENTRY_OUT.size if self._plus else 0
-        end = self._pos + head + padded
+        head = _ENTRY_OUT.size if self._plus else 0
+        pos = self._pos
+        end = pos + head + padded
         if end > len(self._buf):
             return False
-        pos = self._pos
-        if self._plus:
-            if name in (b".", b".."):
-                # No lookup count for these: the kernel ignores their entry part.
-                self._buf[pos : pos + head] = bytes(head)
+        buf = self._buf
+        if head:
+            if attr is None or name == b"." or name == b"..":
+                # No lookup reference for these: the kernel ignores a zero entry part.
+                buf[pos : pos + head] = bytes(head)
             else:
-                self._buf[pos : pos + head] = encode_entry(
-                    attr, self._entry_timeout, self._attr_timeout
-                )
+                buf[pos : pos + head] = encode_entry(attr, self._entry_timeout, self._attr_timeout)
             pos += head
-        _abi.FUSE_DIRENT.pack_into(
-            self._buf, pos, attr.st_ino, offset, namelen, (attr.st_mode & 0o170000) >> 12
-        )
-        pos += _abi.FUSE_DIRENT.size
-        self._buf[pos : pos + namelen] = name
+        _DIRENT.pack_into(buf, pos, ino, offset, namelen, (mode & 0o170000) >> 12)
+        pos += _DIRENT.size
+        buf[pos : pos + namelen] = name
         # Padding bytes are already zero (fresh bytearray).
         self._pos = end
         self.count += 1

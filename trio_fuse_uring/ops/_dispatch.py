@@ -12,10 +12,12 @@ request's ``unique`` so that FUSE_INTERRUPT can cancel exactly that handler.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import inspect
 import logging
+import struct
 import time
 import types
 from collections import OrderedDict
@@ -518,13 +520,34 @@ class Dispatcher:
             while True:
                 if not isinstance(entry, DirEntry) or not isinstance(entry.name, bytes):
                     raise _BadReturn("readdir", "DirEntry values with bytes names", entry)
+                name, given = entry.name, entry.attr
+                dots = name == b"." or name == b".."
+                attr: EntryAttributes | None
+                if isinstance(given, EntryAttributes):
+                    attr, ino, mode = given, given.st_ino, given.st_mode
+                elif callable(given):
+                    # Lazy attributes: only a readdirplus entry needs them.
+                    attr, ino, mode = None, entry.ino, entry.mode
+                    if plus and not dots:
+                        with contextlib.suppress(FUSEError):  # then: no attributes, no lookup
+                            attr = _expect(
+                                given(), EntryAttributes, "readdir",
+                                "DirEntry.attr() -> EntryAttributes",
+                            )  # fmt: skip
+                            ino, mode = attr.st_ino, attr.st_mode
+                else:
+                    raise _BadReturn(
+                        "readdir", "DirEntry.attr as EntryAttributes or a function", entry
+                    )
                 try:
-                    fits = buf.add(entry.name, entry.attr, entry.next_id)
+                    fits = buf.add_raw(name, ino, mode, entry.next_id, attr if plus else None)
                 except ValueError as exc:
                     raise _BadReturn("readdir", "DirEntry with a valid name", entry) from exc
+                except struct.error as exc:
+                    raise _BadReturn("readdir", "DirEntry with in-range numbers", entry) from exc
                 if not fits:
                     break
-                counted = plus and entry.name not in (b".", b"..")
+                counted = plus and attr is not None and not dots
                 entry = await (asend(counted) if asend is not None else it.__anext__())
         except StopAsyncIteration:
             pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -153,11 +154,20 @@ class DirEntry:
     ``attr`` gives at least ``st_ino`` and the file type bits of ``st_mode``. With
     readdirplus (the default), the kernel caches ``attr`` like a lookup result, and every
     entry except ``.`` and ``..`` counts as one lookup (balanced later by ``forget``).
+
+    Attributes can cost a syscall per entry, and the kernel asks for them only in
+    readdirplus calls (with the default READDIRPLUS_AUTO, typically the first call of a
+    listing; ``ls`` without ``-l`` gets the rest plain). So ``attr`` may instead be a
+    function returning the attributes, called only when they are wanted; give ``ino``
+    and ``mode`` (at least the file type bits) for the plain calls. If the function
+    raises ``FUSEError``, the entry is listed without attributes and counts no lookup.
     """
 
     name: bytes
-    attr: EntryAttributes
+    attr: EntryAttributes | Callable[[], EntryAttributes]
     next_id: int
+    ino: int = 0
+    mode: int = 0
 
 
 @dataclass(slots=True)
