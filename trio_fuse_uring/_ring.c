@@ -879,7 +879,10 @@ int tfu_ring_create_ex(const struct tfu_ring_params *p, const struct tfu_ring_tu
         struct tfu_thread *t = &r->threads[ti];
         while (t->state == TS_SETUP)
             pthread_cond_wait(&r->cv, &r->mu);
-        if (t->state == TS_FAILED && rc == 0)
+        /* Not `state == TS_FAILED`: a failed thread goes on to TS_EXITED at once, and a
+         * missed failure would leave a queue without entries, which hangs every request
+         * of the connection. setup_err stays. */
+        if (t->setup_err < 0 && rc == 0)
             rc = t->setup_err;
     }
     pthread_mutex_unlock(&r->mu);
