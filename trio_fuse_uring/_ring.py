@@ -221,10 +221,10 @@ class RingTransport:
                         continue
                     batch = list(out[0:n])
                     self.batches += 1
+                    self.requests += n
                 self._in_batch = True
                 try:
                     for i, e in enumerate(batch):
-                        self.requests += 1
                         try:
                             req = decode(headers[e], payloads[e], neg)
                         except P.ProtocolError as exc:
