@@ -114,3 +114,8 @@ def ring_threads() -> list[str]:
         if name.startswith("tfu-q"):
             names.append(name)
     return names
+
+
+def open_fds() -> set[str]:
+    """This process's open file descriptors (to check that nothing leaks)."""
+    return set(os.listdir("/proc/self/fd"))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, require, ring_threads
+from conftest import client, open_fds, require, ring_threads
 from hello import HELLO_DATA, HelloFS
 from memfs import MemFS
 
@@ -51,10 +51,6 @@ def _file_attr(ino: int, size: int, timeout: float = 0.0) -> tfu.EntryAttributes
         st_ino=ino, st_mode=stat.S_IFREG | 0o666, st_size=size,
         entry_timeout=timeout, attr_timeout=timeout,
     )  # fmt: skip
-
-
-def _fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 async def _stop(proc: trio.Process) -> None:
@@ -510,7 +506,7 @@ async def test_cancel_owner_scope_with_hundreds_in_flight(tmp_path, transport):
     everything unwinds within a bound, every handler is cancelled, every caller gets an
     answer, and no thread, fd or mount is left."""
     threads_before = {t.ident for t in threading.enumerate()}
-    fds_before = _fds()
+    fds_before = open_fds()
     ops = WaitingFS()
     path = tmp_path / "m"
     path.mkdir()
@@ -553,7 +549,7 @@ async def test_cancel_owner_scope_with_hundreds_in_flight(tmp_path, transport):
     leftover = {t for t in threading.enumerate() if t.ident not in threads_before}
     # trio's thread cache keeps idle workers around; anything else is a leak.
     assert all(t.name.startswith("Trio thread") for t in leftover), leftover
-    assert _fds() - fds_before == set()
+    assert open_fds() - fds_before == set()
 
 
 # ---- io-uring registration refused half-way through setup -------------------------------------
@@ -585,7 +581,7 @@ async def test_register_refused_auto_falls_back(tmp_path, register_refused, capl
 
 
 async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refused):
-    fds_before = _fds()
+    fds_before = open_fds()
     path = tmp_path / "m"
     path.mkdir()
     with trio.fail_after(30):
@@ -594,4 +590,4 @@ async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refuse
                 pytest.fail("mounted over io-uring although registration was refused")
     assert not is_mountpoint(str(path))
     assert ring_threads() == []
-    assert _fds() - fds_before == set()
+    assert open_fds() - fds_before == set()

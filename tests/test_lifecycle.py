@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,24 @@ async def _wait_mounted(path: str, proc: trio.Process | None = None, timeout: fl
             if proc is not None and proc.returncode is not None:
                 pytest.fail(f"daemon exited with {proc.returncode} before mounting")
             await trio.sleep(0.02)
+
+
+@asynccontextmanager
+async def _daemon(cmd: list[str], mnt: str) -> AsyncIterator[trio.Process]:
+    """Start a daemon process, wait until it has mounted ``mnt``; kill it if still alive
+    at the end."""
+    proc = await trio.lowlevel.open_process(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        await _wait_mounted(mnt, proc)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        assert proc.stderr is not None
+        await proc.stderr.aclose()
 
 
 def _as_nobody() -> list[str]:
@@ -53,22 +72,11 @@ def public_dir() -> Iterator[Path]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 async def test_signal_unmounts_and_exits_zero(transport, public_dir, signum):
     mnt = str(public_dir)
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, HELLO, mnt, "--transport", transport],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        await _wait_mounted(mnt, proc)
+    async with _daemon([sys.executable, HELLO, mnt, "--transport", transport], mnt) as proc:
         assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
         proc.send_signal(signum)
         with trio.fail_after(15):
             await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        assert proc.stderr is not None
-        await proc.stderr.aclose()
     assert proc.returncode == 0
     assert not is_mountpoint(mnt)
 
@@ -77,12 +85,8 @@ async def test_unprivileged_user_mounts_through_fusermount3(transport, public_di
     if os.geteuid() != 0 or shutil.which("setpriv") is None or not shutil.which("fusermount3"):
         pytest.skip("needs root (to become another uid), setpriv and fusermount3")
     mnt = str(public_dir)
-    proc = await trio.lowlevel.open_process(
-        [*_as_nobody(), sys.executable, HELLO, mnt, "--transport", transport],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        await _wait_mounted(mnt, proc)
+    cmd = [*_as_nobody(), sys.executable, HELLO, mnt, "--transport", transport]
+    async with _daemon(cmd, mnt) as proc:
         with open("/proc/self/mountinfo") as f:
             line = next(line for line in f if f" {mnt} " in line)
         assert f"user_id={NOBODY}" in line
@@ -95,13 +99,8 @@ async def test_unprivileged_user_mounts_through_fusermount3(transport, public_di
         await trio.run_process([*_as_nobody(), "fusermount3", "-u", mnt])
         with trio.fail_after(15):
             await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         assert proc.stderr is not None
         log = await proc.stderr.receive_some()
-        await proc.stderr.aclose()
     assert proc.returncode == 0, log
     assert f"over {'uring' if transport == 'uring' else 'devfuse'}".encode() in log
     assert not is_mountpoint(mnt)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client
+from conftest import client, open_fds
 from hello import HELLO_DATA, HelloFS
 
 import trio_fuse_uring as tfu
@@ -31,10 +31,6 @@ def _file_attr(ino: int, size: int = 0, timeout: float = 0.0) -> tfu.EntryAttrib
         st_ino=ino, st_mode=stat.S_IFREG | 0o644, st_size=size,
         entry_timeout=timeout, attr_timeout=timeout,
     )  # fmt: skip
-
-
-def _fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 async def test_hello_read_and_list(mount_ops, transport):
@@ -155,7 +151,7 @@ async def test_cleanup_leaves_nothing(tmp_path, transport):
 
     require(transport)
     threads_before = {t.ident for t in threading.enumerate()}
-    fds_before = _fds()
+    fds_before = open_fds()
     path = tmp_path / "m"
     path.mkdir()
     async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport)) as m:
@@ -167,7 +163,7 @@ async def test_cleanup_leaves_nothing(tmp_path, transport):
     leftover = {t for t in threading.enumerate() if t.ident not in threads_before}
     # trio's thread cache keeps idle workers around; anything else is a leak.
     assert all(t.name.startswith("Trio thread") for t in leftover), leftover
-    assert _fds() - fds_before == set()
+    assert open_fds() - fds_before == set()
 
 
 async def test_cancellation_unmounts(tmp_path, transport):

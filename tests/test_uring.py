@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, require, ring_threads
+from conftest import client, open_fds, require, ring_threads
 from hello import HelloFS
 
 import trio_fuse_uring as tfu
@@ -108,7 +108,7 @@ while True:
 async def test_unmount_under_load_leaves_nothing(tmp_path, transport):
     """Clients on every CPU hammer the mount while it is unmounted: they get errors,
     never hang, and no thread, fd or mount is left behind."""
-    fds_before = set(os.listdir("/proc/self/fd"))
+    fds_before = open_fds()
     path = tmp_path / "m"
     path.mkdir()
     procs = []
@@ -137,7 +137,7 @@ async def test_unmount_under_load_leaves_nothing(tmp_path, transport):
             assert p.stdout is not None
             await p.stdout.aclose()
     assert ring_threads() == []
-    assert set(os.listdir("/proc/self/fd")) - fds_before == set()
+    assert open_fds() - fds_before == set()
     from trio_fuse_uring._mountlib import is_mountpoint
 
     assert not is_mountpoint(str(path))
