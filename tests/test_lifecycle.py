@@ -37,9 +37,7 @@ async def _wait_mounted(path: str, proc: trio.Process | None = None, timeout: fl
 async def _daemon(cmd: list[str], mnt: str) -> AsyncIterator[trio.Process]:
     """Start a daemon process, wait until it has mounted ``mnt``; kill it if still alive
     at the end."""
-    proc = await trio.lowlevel.open_process(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await _wait_mounted(mnt, proc)
         yield proc

@@ -688,9 +688,7 @@ def test_negotiate_init_max_pages_clamped(given: int, limit: int, sent: int) -> 
     # payload buffers are never larger than what the kernel can use.
     req = decode(raw(INIT, init_in(flags=FUSE_MAX_PAGES)))
     assert isinstance(req, P.Init)
-    body, neg = P.negotiate_init(
-        req, P.InitConfig(want=0, max_pages=given, max_pages_limit=limit)
-    )
+    body, neg = P.negotiate_init(req, P.InitConfig(want=0, max_pages=given, max_pages_limit=limit))
     assert unpack_init_out(body)["max_pages"] == sent == neg.max_pages
 
 

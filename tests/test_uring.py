@@ -141,3 +141,38 @@ async def test_unmount_under_load_leaves_nothing(tmp_path, transport):
     from trio_fuse_uring._mountlib import is_mountpoint
 
     assert not is_mountpoint(str(path))
+
+
+async def test_token_handoff_alternative_serves_every_cpu(tmp_path, monkeypatch):
+    # The hand-off benchmarks compare with the eventfd: queue threads call into Python
+    # and wake trio with TrioToken.run_sync_soon. Without polling every request needs it.
+    require("uring")
+    from trio_fuse_uring._ring import HANDOFF_ENV
+
+    monkeypatch.setenv(HANDOFF_ENV, "token")
+    path = tmp_path / "m"
+    path.mkdir()
+    opts = tfu.Options(transport="uring", attr_timeout=0, entry_timeout=0, poll_us=0)
+    with trio.fail_after(60):
+        async with tfu.mount(HelloFS(), path, opts) as m:
+            for cpu in sorted(os.sched_getaffinity(0)):
+                await trio.run_process(
+                    [sys.executable, "-c", _STAT_LOOP, str(path / "hello"), str(cpu), "300"]
+                )
+            ring = m.stats()["ring"]
+            assert ring["handoff"] == "token"
+            assert ring["requests"] >= 600 * len(os.sched_getaffinity(0))
+            assert sum(q["wakeups_sent"] for q in ring["queues"]) > 0
+
+
+async def test_unknown_handoff_is_a_clear_error(tmp_path, monkeypatch):
+    require("uring")
+    from trio_fuse_uring._ring import HANDOFF_ENV
+
+    monkeypatch.setenv(HANDOFF_ENV, "carrier-pigeon")
+    path = tmp_path / "m"
+    path.mkdir()
+    with pytest.raises(ValueError, match="TRIO_FUSE_URING_HANDOFF must be"):
+        async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring")):
+            pass
+    assert ring_threads() == []

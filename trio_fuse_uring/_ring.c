@@ -252,12 +252,20 @@ static void eventfd_poke(int fd)
     } while (rc < 0 && errno == EINTR);
 }
 
+static void wake_trio(tfu_ring *r)
+{
+    if (r->tun.wake_trio)
+        r->tun.wake_trio(r->tun.wake_ctx);
+    else
+        eventfd_poke(r->notify_fd);
+}
+
 /* thread -> trio: wake trio iff it declared itself asleep. Call after pushing. */
 static void notify_trio(tfu_ring *r, struct tfu_thread *t)
 {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load(&r->trio_asleep) && atomic_exchange(&r->trio_asleep, 0)) {
-        eventfd_poke(r->notify_fd);
+        wake_trio(r);
         RELAXED_INC(t->wakeups_sent);
     }
 }
@@ -656,7 +664,7 @@ static void *thread_main(void *arg)
     pthread_mutex_unlock(&r->mu);
     /* let a sleeping trio notice (status/join) */
     if (atomic_exchange(&r->trio_asleep, 0))
-        eventfd_poke(r->notify_fd);
+        wake_trio(r);
     return NULL;
 }
 
@@ -672,6 +680,8 @@ void tfu_ring_default_tuning(struct tfu_ring_tuning *out)
     out->fixed_file = 1;
     out->register_ring_fd = 1;
     out->qid_cpu = NULL;
+    out->wake_trio = NULL;
+    out->wake_ctx = NULL;
 }
 
 /* Parse a cpulist like "0-3,5" into set. */

@@ -33,7 +33,7 @@
 /* Bump whenever the C API or the struct layouts below change: Python compares
  * tfu_ring_abi_version() with the string parsed from this header to detect a
  * stale compiled module. */
-#define TFU_RING_ABI_VERSION "tfu-ring-1"
+#define TFU_RING_ABI_VERSION "tfu-ring-2"
 
 /* TFU_CDEF_BEGIN */
 
@@ -106,6 +106,11 @@ struct tfu_ring_tuning {
     const int32_t *qid_cpu;      /* NULL = automatic; else nr_queues CPU numbers: qid q is served
                                     by the thread pinned to qid_cpu[q] (one thread per distinct
                                     value) */
+    void (*wake_trio)(void *);   /* NULL = write the notify eventfd (the default); else called
+                                    by a queue thread instead of that write, with wake_ctx
+                                    (the measured alternative: a callback into Python that
+                                    uses trio's run_sync_soon, see _ring.py) */
+    void *wake_ctx;
 };
 
 struct tfu_queue_stats {

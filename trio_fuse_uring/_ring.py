@@ -28,6 +28,7 @@ tens of microseconds.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -77,13 +78,47 @@ def _check_build() -> None:
 _check_build()
 
 
+HANDOFF_ENV = "TRIO_FUSE_URING_HANDOFF"
+
+
+class _TokenWaker:
+    """The other hand-off that issue 4 asked to measure: instead of writing the eventfd
+    that trio waits on, a queue thread calls into Python (taking the GIL) and wakes the
+    loop with ``TrioToken.run_sync_soon``. Chosen with ``TRIO_FUSE_URING_HANDOFF=token``;
+    benchmarks/README.md has the numbers that made the eventfd the default."""
+
+    def __init__(self) -> None:
+        self.token = trio.lowlevel.current_trio_token()
+        self.event = trio.Event()
+        self.handle = ffi.new_handle(self)
+
+    def wake(self) -> None:  # any thread
+        with contextlib.suppress(trio.RunFinishedError):  # the loop already ended
+            self.token.run_sync_soon(self._set)
+
+    def _set(self) -> None:
+        self.event.set()
+
+
+@ffi.def_extern()  # type: ignore[untyped-decorator]
+def _tfu_wake_trio(ctx: Any) -> None:
+    waker: _TokenWaker = ffi.from_handle(ctx)
+    waker.wake()
+
+
 class RingTransport:
     """All ring queues of one connection, served by one trio task at a time."""
 
     name = "uring"
 
     def __init__(
-        self, ring: Any, neg: P.Negotiated, dispatcher: Dispatcher, nr_queues: int, depth: int
+        self,
+        ring: Any,
+        neg: P.Negotiated,
+        dispatcher: Dispatcher,
+        nr_queues: int,
+        depth: int,
+        poll_us: int = 50,
     ) -> None:
         self._r = ring
         self.neg = neg
@@ -102,8 +137,14 @@ class RingTransport:
         self._out = ffi.new("uint32_t[]", n)
         self._max_take = n
         self._in_batch = False
+        # Queue threads spin while we hold their requests (poll_us > 0): handing each
+        # reply over at once costs them no wake-up and lets them commit (the kernel's
+        # copy of read data) while we handle the rest of the batch, which is what keeps
+        # large reads flowing. Without polling, one wake-up per batch.
+        self._flush_each = poll_us > 0
         self._closed = False
         self._nursery: trio.Nursery | None = None
+        self._waker: _TokenWaker | None = None
         self.failed: str | None = None
         self._stats_at_close: dict[str, Any] = {}
         self.requests = 0
@@ -135,9 +176,21 @@ class RingTransport:
                 "trio_poll_us": options.poll_us,
             },
         )
+        tuning = ffi.new("struct tfu_ring_tuning *")
+        lib.tfu_ring_default_tuning(tuning)
+        waker = None
+        handoff = os.environ.get(HANDOFF_ENV, "eventfd")
+        if handoff == "token":
+            waker = _TokenWaker()
+            tuning.wake_trio = lib._tfu_wake_trio
+            tuning.wake_ctx = waker.handle
+        elif handoff != "eventfd":
+            raise ValueError(f"{HANDOFF_ENV} must be 'eventfd' or 'token', not {handoff!r}")
         out = ffi.new("tfu_ring **")
-        _check(lib.tfu_ring_create(params, out), "setting up the io-uring queues")
-        return cls(out[0], neg, dispatcher, nr_queues, options.ring_depth)
+        _check(lib.tfu_ring_create_ex(params, tuning, out), "setting up the io-uring queues")
+        self = cls(out[0], neg, dispatcher, nr_queues, options.ring_depth, options.poll_us)
+        self._waker = waker
+        return self
 
     def start(self) -> None:
         """Register every entry with the kernel (after the INIT reply was written).
@@ -170,7 +223,7 @@ class RingTransport:
         rc = lib.tfu_ring_commit(self._r, slot, error, n)
         if rc < 0:
             log.error("committing the reply to %d failed: %s", unique, os.strerror(-rc))
-        if not self._in_batch:
+        if self._flush_each or not self._in_batch:
             lib.tfu_ring_flush(self._r)
 
     def reply_buffer(self, slot: Any, size: int) -> memoryview:
@@ -203,6 +256,7 @@ class RingTransport:
         decode = P.decode_ring
         take = lib.tfu_ring_take
         notify_fd = lib.tfu_ring_notify_fd(r)
+        waker = self._waker
         since_checkpoint = 0
         with trio.CancelScope() as scope:
             while True:
@@ -212,10 +266,15 @@ class RingTransport:
                     n = take(r, out, self._max_take, -1)
                     if n <= 0:
                         _check(n, "taking ring requests")
+                        if waker is not None:
+                            waker.event = trio.Event()  # before saying we sleep
                         if lib.tfu_ring_prepare_sleep(r):
                             since_checkpoint = 0
                             try:
-                                await trio.lowlevel.wait_readable(notify_fd)
+                                if waker is None:
+                                    await trio.lowlevel.wait_readable(notify_fd)
+                                else:
+                                    await waker.event.wait()
                             finally:
                                 lib.tfu_ring_wakeup_ack(r)
                         continue
@@ -262,7 +321,7 @@ class RingTransport:
                 {
                     "qid": q, "cpu": s.cpu, "requests": s.requests, "batches": s.batches,
                     "mean_batch": round(s.requests / s.batches, 2) if s.batches else 0.0,
-                    "errors": s.errors, "sleeps": s.sleeps,
+                    "errors": s.errors, "sleeps": s.sleeps, "wakeups_sent": s.wakeups_sent,
                 }
             )  # fmt: skip
         return {
@@ -270,6 +329,7 @@ class RingTransport:
             "batches": self.batches,
             "mean_batch": round(self.requests / self.batches, 2) if self.batches else 0.0,
             "queues": queues,
+            "handoff": "eventfd" if self._waker is None else "token",
             "failed": self.failed,
         }
 

@@ -46,8 +46,12 @@ def abi_version(text: str | None = None) -> str:
     return m.group(1)
 
 
+# The callback form of the trio hand-off (tfu_ring_tuning.wake_trio), which benchmarks
+# compare with the eventfd; see _ring.py.
+_PYTHON_CALLBACKS = 'extern "Python" void _tfu_wake_trio(void *);'
+
 ffibuilder = FFI()
-ffibuilder.cdef(cdef_source())
+ffibuilder.cdef(cdef_source() + _PYTHON_CALLBACKS)
 ffibuilder.set_source(
     "trio_fuse_uring._ring_cffi",
     '#include "_ring.h"\n',
