@@ -796,9 +796,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         options, _ = tfu.Options.parse(
             args.options, fsname=source, subtype="passthrough", transport=args.transport,
             debug=args.debug, entry_timeout=args.entry_timeout, attr_timeout=args.attr_timeout,
-            # Inline handlers never wait, so few ring entries per CPU are enough and keep
-            # the buffers in cache (measured in benchmarks/README.md); threaded I/O waits.
-            ring_depth=8 if args.threads else 2,
         )  # fmt: skip
     except tfu.OptionError as exc:
         print(f"passthrough: {exc}", file=sys.stderr)

@@ -293,11 +293,21 @@ def _is_mounted(path: Path) -> bool:
         {"extra": ("max_read=1,user_id=0",)},
         {"max_write": 10},
         {"transport": "carrier-pigeon"},
+        {"ring_depth": 0},
+        {"ring_depth": 8, "ring_max_depth": 4},
+        {"ring_max_depth": 5000},
     ],
 )
 def test_unsafe_options_rejected(kwargs):
     with pytest.raises(tfu.OptionError):
         tfu.Options(**kwargs)
+
+
+def test_ring_entries_max_defaults_to_64_or_ring_depth():
+    assert tfu.Options().ring_entries_max == 64
+    assert tfu.Options(ring_depth=256).ring_entries_max == 256
+    assert tfu.Options(ring_depth=4, ring_max_depth=4).ring_entries_max == 4
+    assert tfu.Options.parse("ring_max_depth=16")[0].ring_max_depth == 16
 
 
 def test_options_format():

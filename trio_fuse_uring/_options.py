@@ -67,13 +67,17 @@ class Options:
         debug: log every request and reply at DEBUG level.
         poll_us: how long an idle transport keeps polling before it sleeps (µs); 0 never
             polls. Bounded: an idle mount uses no CPU.
-        ring_depth: entries per io-uring queue (one queue per CPU): how many requests
-            from one CPU can be in the daemon at once; more wait in the kernel. Default
-            8, as libfuse. Handlers that never wait do better with fewer (2 entries gave
-            +60 % 1 MiB read and +80 % write throughput on the reference VM: the shared
-            buffers stay in cache; see benchmarks/README.md). Handlers that wait long
-            (network, locks) need more: if every entry of a CPU's queue is held by a
-            handler waiting for a request from that same CPU, they wait for each other.
+        ring_depth: entries per io-uring queue (one queue per CPU) for requests whose
+            handlers do not wait: how many requests from one CPU are in the daemon at
+            once; more wait in the kernel. Default 2, chosen by benchmark (8 entries cost
+            35 % of 1 MiB write throughput on the reference VM, with no gain elsewhere;
+            see benchmarks/README.md).
+        ring_max_depth: a handler that waits (awaits I/O, a lock, another request) holds
+            its entry until it replies, so each one makes its queue register another
+            entry, keeping ``ring_depth`` free for the rest, up to this many per queue
+            (default: 64, or ``ring_depth`` if larger). Beyond it, requests from that
+            CPU wait for a handler to finish. Buffers for these are reserved but only
+            touched when registered.
         auto_unmount: if the daemon dies (even by SIGKILL), a small watchdog process
             unmounts for it, so the mountpoint can be reused.
     """
@@ -100,7 +104,8 @@ class Options:
     transport: TransportChoice = "auto"
     debug: bool = False
     poll_us: int = 50
-    ring_depth: int = 8
+    ring_depth: int = 2
+    ring_max_depth: int | None = None
     auto_unmount: bool = False
 
     def __post_init__(self) -> None:
@@ -182,6 +187,15 @@ class Options:
             raise OptionError("entry_timeout and attr_timeout must be >= 0")
         if not 1 <= self.ring_depth <= 4096:
             raise OptionError("ring_depth must be between 1 and 4096")
+        if self.ring_max_depth is not None and not (self.ring_depth <= self.ring_max_depth <= 4096):
+            raise OptionError("ring_max_depth must be between ring_depth and 4096")
+
+    @property
+    def ring_entries_max(self) -> int:
+        """``ring_max_depth``, or its default: 64, or ``ring_depth`` if larger."""
+        if self.ring_max_depth is not None:
+            return self.ring_max_depth
+        return max(64, self.ring_depth)
 
     def kernel_options(self, fd: int, rootmode: int, uid: int, gid: int) -> str:
         """The data string for mount(2): fd, rootmode, ids, then the flags asked for."""
@@ -231,6 +245,7 @@ _VALUE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "time_gran": int,
     "poll_us": int,
     "ring_depth": int,
+    "ring_max_depth": int,
     "entry_timeout": float,
     "attr_timeout": float,
 }

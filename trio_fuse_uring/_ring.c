@@ -3,11 +3,16 @@
  *
  * Theory of operation
  * -------------------
- * Entries.  Entry e (0 <= e < nr_queues*depth) belongs to qid e / depth.  Its
- * header buffer (288 B, packed with a 320 B stride so neighbours never share a
- * cache line) and payload buffer are mmap'ed and prefaulted by the thread that
- * serves the qid, after that thread pinned itself.  Per entry, only the serving
- * thread changes `state`:
+ * Entries.  Entry e (0 <= e < nr_queues*cap) belongs to qid e / cap, where cap
+ * is max_depth.  Its header buffer (288 B, packed with a 320 B stride so
+ * neighbours never share a cache line) and payload buffer are mmap'ed by the
+ * thread that serves the qid, after that thread pinned itself, for all cap
+ * entries; a payload buffer is prefaulted (first touch places it on that CPU's
+ * node) when its entry is registered: the first `depth` of each qid at start,
+ * more when trio asks with tfu_ring_grow (handlers that wait hold their entries,
+ * and a queue whose entries are all held serves nothing).  Entries never
+ * registered stay ST_RELEASED.  Per entry, only the serving thread changes
+ * `state`:
  *     ST_KERNEL   a REGISTER or COMMIT_AND_FETCH is pending in the kernel
  *     ST_USER     the entry holds a request (in the ready ring, held by trio, or
  *                 in the commit ring)
@@ -52,6 +57,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +71,9 @@
 
 #define TFU_HDR_STRIDE 320u              /* 288 rounded up to whole cache lines */
 #define TFU_TAG_EFD UINT64_MAX           /* user_data of the eventfd read */
+#define TFU_TAG_KICK (UINT64_MAX - 1)    /* user_data of the kick statx */
+#define TFU_FUSE_GETATTR 3
+#define TFU_FUSE_ROOT_ID 1
 #define TFU_CACHELINE 64
 
 enum { ST_KERNEL = 0, ST_USER = 1, ST_RELEASED = 2 };
@@ -162,9 +171,14 @@ struct tfu_thread {
     uint32_t *resub;            /* entries whose last command must be resubmitted */
     uint32_t nresub;
     uint32_t *scratch;          /* commit-ring pop buffer */
+    size_t pstride;             /* payload buffer stride */
     uint32_t outstanding;       /* requests handed to trio whose commit is not yet drained */
 
     _Alignas(TFU_CACHELINE) _Atomic int asleep;
+    _Atomic int grow_flag;      /* set by tfu_ring_grow: compare want[] with registered[] */
+    uint32_t kicks_inflight;    /* kick statx commands not yet completed */
+    struct statx kick_stx;      /* written by the kernel, never read */
+    uint32_t kicks;             /* kick GETATTRs answered here */
     _Alignas(TFU_CACHELINE) struct spsc ready;
     struct spsc commits;
 
@@ -182,7 +196,8 @@ struct tfu_thread {
 struct tfu_ring {
     struct tfu_ring_params p;
     struct tfu_ring_tuning tun;
-    uint32_t nent;
+    uint32_t nent;              /* nr_queues * cap */
+    uint32_t cap;               /* entries per qid at most (max_depth) */
     uint32_t nthreads;
     struct tfu_thread *threads;
     uint32_t *qid_thread;       /* qid -> thread index */
@@ -194,6 +209,10 @@ struct tfu_ring {
     uint8_t *lastcmd;           /* per entry, owned by the serving thread */
     uint8_t *held;              /* per entry, owned by the trio side */
     struct qstats *qs;          /* per qid */
+    _Atomic uint32_t *want;     /* per qid: entries trio wants registered */
+    char *_Atomic kick_path;    /* the mountpoint, see kick() */
+    _Atomic uint32_t kicks_inflight;
+    uint32_t *registered;       /* per qid: entries registered (serving thread writes) */
 
     int notify_fd;
     _Alignas(TFU_CACHELINE) _Atomic int trio_asleep;
@@ -270,7 +289,7 @@ static void notify_trio(tfu_ring *r, struct tfu_thread *t)
     }
 }
 
-static inline uint32_t ent_qid(tfu_ring *r, uint32_t e) { return e / r->p.depth; }
+static inline uint32_t ent_qid(tfu_ring *r, uint32_t e) { return e / r->cap; }
 
 /* ------------------------------------------------------------------------ */
 /* SQE preparation                                                           */
@@ -316,10 +335,10 @@ static void prep_efd_read(struct tfu_thread *t)
 }
 
 /* local index of global entry e inside t->ents (qids of a thread are stored
- * in order, each with depth consecutive entries) */
+ * in order, each with cap consecutive entries) */
 static uint32_t local_index(struct tfu_thread *t, uint32_t e)
 {
-    uint32_t d = t->r->p.depth, q = e / d;
+    uint32_t d = t->r->cap, q = e / d;
     for (uint32_t i = 0; i < t->nq; i++)
         if (t->qids[i] == q)
             return i * d + e % d;
@@ -328,6 +347,15 @@ static uint32_t local_index(struct tfu_thread *t, uint32_t e)
 
 /* ------------------------------------------------------------------------ */
 /* queue thread                                                              */
+
+static void prefault_payloads(struct tfu_thread *t, uint32_t li, uint32_t n)
+{
+    char *a = t->pay_base + (size_t)li * t->pstride;
+    size_t len = (size_t)n * t->pstride;
+    if (madvise(a, len, MADV_POPULATE_WRITE) != 0)
+        for (size_t off = 0; off < len; off += 4096)
+            a[off] = 0;
+}
 
 static int thread_setup(struct tfu_thread *t)
 {
@@ -341,13 +369,16 @@ static int thread_setup(struct tfu_thread *t)
 
     t->hdr_len = ((size_t)t->nent * TFU_HDR_STRIDE + page - 1) & ~((size_t)page - 1);
     size_t pstride = ((size_t)r->p.payload_size + page - 1) & ~((size_t)page - 1);
+    t->pstride = pstride;
     t->pay_len = pstride * t->nent;
     t->hdr_base = mmap(NULL, t->hdr_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (t->hdr_base == MAP_FAILED) {
         t->hdr_base = NULL;
         return -errno;
     }
-    t->pay_base = mmap(NULL, t->pay_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* NORESERVE: most of it is headroom for tfu_ring_grow and may never be touched */
+    t->pay_base = mmap(NULL, t->pay_len, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (t->pay_base == MAP_FAILED) {
         t->pay_base = NULL;
         return -errno;
@@ -355,9 +386,8 @@ static int thread_setup(struct tfu_thread *t)
     /* Prefault on this (pinned) thread: first touch places the pages locally. */
     if (madvise(t->hdr_base, t->hdr_len, MADV_POPULATE_WRITE) != 0)
         memset(t->hdr_base, 0, t->hdr_len);
-    if (madvise(t->pay_base, t->pay_len, MADV_POPULATE_WRITE) != 0)
-        for (size_t off = 0; off < t->pay_len; off += (size_t)page)
-            t->pay_base[off] = 0;
+    for (uint32_t i = 0; i < t->nq; i++)
+        prefault_payloads(t, i * r->cap, r->p.depth);
 
     t->iov = calloc((size_t)t->nent * 2, sizeof *t->iov);
     t->resub = calloc(t->nent, sizeof(uint32_t));
@@ -382,7 +412,7 @@ static int thread_setup(struct tfu_thread *t)
     if (ip.flags & IORING_SETUP_DEFER_TASKRUN)
         ip.flags |= IORING_SETUP_SINGLE_ISSUER;
     ip.cq_entries = 2 * (t->nent + 2);
-    rc = io_uring_queue_init_params(t->nent + 2, &t->ring, &ip);
+    rc = io_uring_queue_init_params(t->nent + 3, &t->ring, &ip); /* + eventfd read, kick */
     if (rc < 0)
         return rc;
     t->ring_ok = 1;
@@ -391,6 +421,14 @@ static int thread_setup(struct tfu_thread *t)
         if (rc < 0)
             return rc;
     }
+    if (t->pinned_cpu >= 0) {
+        /* io_uring's workers (the kick statx) run on this CPU, so their requests
+         * reach this thread's queue; without it there are just no kicks */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(t->pinned_cpu, &set);
+        (void)io_uring_register_iowq_aff(&t->ring, sizeof set, &set);
+    }
     if (r->tun.register_ring_fd) {
         rc = io_uring_register_ring_fd(&t->ring);
         if (rc < 0 && rc != -EINVAL)
@@ -398,11 +436,17 @@ static int thread_setup(struct tfu_thread *t)
     }
 
     /* Prepare (do not submit) the REGISTERs and the eventfd read. */
-    for (uint32_t i = 0; i < t->nent; i++)
-        prep_cmd(t, i, t->ents[i], FUSE_IO_URING_CMD_REGISTER);
+    for (uint32_t i = 0; i < t->nq; i++) {
+        uint32_t q = t->qids[i];
+        for (uint32_t d = 0; d < r->p.depth; d++)
+            prep_cmd(t, i * r->cap + d, q * r->cap + d, FUSE_IO_URING_CMD_REGISTER);
+        __atomic_store_n(&r->registered[q], r->p.depth, __ATOMIC_RELAXED);
+    }
     prep_efd_read(t);
     return 0;
 }
+
+static int answer_kick(struct tfu_thread *t, uint32_t e);
 
 /* Reap every available CQE. Returns the number of requests delivered. */
 static uint32_t reap(struct tfu_thread *t)
@@ -421,8 +465,15 @@ static uint32_t reap(struct tfu_thread *t)
                 prep_efd_read(t);
                 continue;
             }
+            if (ud == TFU_TAG_KICK) {
+                t->kicks_inflight--; /* EAGAIN, or whatever the path met: either is fine */
+                atomic_fetch_sub(&r->kicks_inflight, 1);
+                continue;
+            }
             uint32_t e = (uint32_t)ud, q = ent_qid(r, e);
-            if (res == 0) {
+            if (res == 0 && answer_kick(t, e)) {
+                continue;
+            } else if (res == 0) {
                 SET_STATE(r, e, ST_USER);
                 spsc_push(&t->ready, e);
                 RELAXED_INC(r->qs[q].requests);
@@ -475,6 +526,107 @@ static uint32_t drain_commits(struct tfu_thread *t)
     return total;
 }
 
+/* Entries registered late do not pick up the requests the kernel already queued for
+ * their qid: only a COMMIT_AND_FETCH on the queue does, or a new request, which takes
+ * the free entry for itself. So after growing its queue, a thread kicks it once per
+ * new entry with a new request from its own CPU: a statx of the mountpoint with
+ * AT_STATX_FORCE_SYNC, run by io_uring's worker (pinned to this CPU by the io-wq
+ * affinity), which the kernel turns into exactly one GETATTR of the root (the walk
+ * ends at the mount's root: no LOOKUP, no permission check). The GETATTR takes the new
+ * entry and is answered here with EAGAIN, never reaching trio or user code; that
+ * commit hands the entry the oldest waiting request, and so on. A kick that finds no
+ * free entry waits in line like any request; the request that took the entry fetches
+ * in its place when it commits. Kicks are told apart by their sender while
+ * one is in flight: GETATTRs of the root from the io_uring workers of our queue
+ * threads (by thread name, see is_our_worker). */
+static void kick(struct tfu_thread *t)
+{
+    tfu_ring *r = t->r;
+    const char *path = atomic_load(&r->kick_path);
+    if (!path || t->pinned_cpu < 0 || t->kicks_inflight >= t->nent)
+        return;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
+    if (!sqe)
+        return;
+    io_uring_prep_statx(sqe, AT_FDCWD, path, AT_STATX_FORCE_SYNC, STATX_TYPE, &t->kick_stx);
+    sqe->user_data = TFU_TAG_KICK;
+    t->kicks_inflight++;
+    atomic_fetch_add(&r->kicks_inflight, 1);
+}
+
+/* Is thread `tid` an io_uring worker of one of our queue threads ("iou-wrk-<tid>")?
+ * Only asked for GETATTRs of the root while a kick is in flight. */
+static int is_our_worker(tfu_ring *r, uint32_t tid)
+{
+    char path[64], comm[32];
+    snprintf(path, sizeof path, "/proc/self/task/%u/comm", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* not a thread of this process */
+    ssize_t n = read(fd, comm, sizeof comm - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    comm[n] = 0;
+    if (strncmp(comm, "iou-wrk-", 8) != 0)
+        return 0;
+    long owner = strtol(comm + 8, NULL, 10);
+    for (uint32_t ti = 0; ti < r->nthreads; ti++)
+        if (r->threads[ti].os_tid == owner)
+            return 1;
+    return 0;
+}
+
+/* Is the request in entry e a kick? Then answer it (EAGAIN) and recommit at once. */
+static int answer_kick(struct tfu_thread *t, uint32_t e)
+{
+    tfu_ring *r = t->r;
+    if (!atomic_load_explicit(&r->kicks_inflight, memory_order_relaxed))
+        return 0;
+    struct fuse_uring_req_header *h = r->hdr[e];
+    struct fuse_in_header in;
+    memcpy(&in, h->in_out, sizeof in);
+    if (in.opcode != TFU_FUSE_GETATTR || in.nodeid != TFU_FUSE_ROOT_ID || !is_our_worker(r, in.pid))
+        return 0;
+    struct fuse_out_header o = {
+        .len = (uint32_t)sizeof(struct fuse_out_header), .error = -EAGAIN, .unique = in.unique,
+    };
+    memcpy(h->in_out, &o, sizeof o);
+    h->ring_ent_in_out.payload_sz = 0;
+    prep_cmd(t, local_index(t, e), e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+    RELAXED_INC(r->qs[ent_qid(r, e)].commits);
+    RELAXED_INC(t->kicks);
+    return 1;
+}
+
+/* Register the entries trio asked for (tfu_ring_grow); returns how many. A late
+ * REGISTER only adds an available entry: requests already waiting in the kernel
+ * for that queue stay there until the next COMMIT_AND_FETCH on it, which is why
+ * trio grows a queue while it still has entries cycling (see _ring.py). */
+static uint32_t grow_queues(struct tfu_thread *t)
+{
+    tfu_ring *r = t->r;
+    if (!atomic_load(&t->grow_flag))
+        return 0;
+    atomic_store(&t->grow_flag, 0);
+    if (atomic_load(&r->stop) || atomic_load(&r->conn_gone))
+        return 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->nq; i++) {
+        uint32_t q = t->qids[i];
+        uint32_t want = atomic_load(&r->want[q]), reg = r->registered[q];
+        if (want <= reg)
+            continue;
+        prefault_payloads(t, i * r->cap + reg, want - reg);
+        for (; reg < want; reg++, n++)
+            prep_cmd(t, i * r->cap + reg, q * r->cap + reg, FUSE_IO_URING_CMD_REGISTER);
+        __atomic_store_n(&r->registered[q], reg, __ATOMIC_RELAXED);
+        if ((int)q == t->pinned_cpu)
+            kick(t); /* after the REGISTERs: SQEs are issued in order */
+    }
+    return n;
+}
+
 static int can_exit(struct tfu_thread *t)
 {
     tfu_ring *r = t->r;
@@ -497,6 +649,7 @@ static int can_exit(struct tfu_thread *t)
 static int work_visible(struct tfu_thread *t)
 {
     return spsc_nonempty(&t->commits) || io_uring_cq_ready(&t->ring) ||
+           atomic_load(&t->grow_flag) ||
            atomic_load(&t->r->stop) != t->seen_stop ||
            atomic_load(&t->r->conn_gone) != t->seen_gone;
 }
@@ -525,6 +678,7 @@ static void queue_loop(struct tfu_thread *t)
         t->seen_stop = atomic_load(&r->stop);
         t->seen_gone = atomic_load(&r->conn_gone);
         uint32_t did = drain_commits(t);
+        did += grow_queues(t);
         if (t->nresub) {
             uint32_t n = t->nresub;
             t->nresub = 0;
@@ -545,7 +699,7 @@ static void queue_loop(struct tfu_thread *t)
             notify_trio(r, t);
         if (atomic_load(&r->stop) && can_exit(t))
             return;
-        if (did || pushed || t->nresub)
+        if (did || pushed || t->nresub || io_uring_sq_ready(&t->ring))
             continue;
 
         /* Spin only while trio holds requests of ours, i.e. a commit is coming from
@@ -746,6 +900,9 @@ static void free_ring(tfu_ring *r)
     free(r->lastcmd);
     free(r->held);
     free(r->qs);
+    free(r->want);
+    free(r->registered);
+    free(atomic_load(&r->kick_path));
     if (r->notify_fd >= 0)
         close(r->notify_fd);
     pthread_mutex_destroy(&r->mu);
@@ -766,8 +923,9 @@ int tfu_ring_create_ex(const struct tfu_ring_params *p, const struct tfu_ring_tu
     if (!p || !out)
         return -EINVAL;
     *out = NULL;
+    uint32_t cap = p->max_depth ? p->max_depth : p->depth;
     if (p->fuse_fd < 0 || p->nr_queues == 0 || p->nr_queues > 65536 || p->depth == 0 ||
-        p->payload_size < 8192 || (uint64_t)p->nr_queues * p->depth > (1u << 24))
+        cap < p->depth || p->payload_size < 8192 || (uint64_t)p->nr_queues * cap > (1u << 24))
         return -EINVAL;
 
     tfu_ring *r = calloc(1, sizeof *r);
@@ -782,7 +940,8 @@ int tfu_ring_create_ex(const struct tfu_ring_params *p, const struct tfu_ring_tu
     r->notify_fd = -1;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    r->nent = p->nr_queues * p->depth;
+    r->cap = cap;
+    r->nent = p->nr_queues * cap;
 
     int rc = -ENOMEM;
     r->qid_thread = calloc(p->nr_queues, sizeof(uint32_t));
@@ -793,9 +952,13 @@ int tfu_ring_create_ex(const struct tfu_ring_params *p, const struct tfu_ring_tu
     r->lastcmd = calloc(r->nent, 1);
     r->held = calloc(r->nent, 1);
     r->qs = calloc(p->nr_queues, sizeof *r->qs);
+    r->want = calloc(p->nr_queues, sizeof *r->want);
+    r->registered = calloc(p->nr_queues, sizeof *r->registered);
     if (!r->qid_thread || !r->qid_cpu || !r->hdr || !r->pay || !r->state || !r->lastcmd ||
-        !r->held || !r->qs)
+        !r->held || !r->qs || !r->want || !r->registered)
         goto fail;
+    for (uint32_t q = 0; q < p->nr_queues; q++)
+        atomic_init(&r->want[q], p->depth);
     memset(r->state, ST_RELEASED, r->nent); /* nothing in the kernel yet */
 
     /* qid -> CPU of the serving thread */
@@ -853,13 +1016,13 @@ int tfu_ring_create_ex(const struct tfu_ring_params *p, const struct tfu_ring_tu
     }
     for (uint32_t ti = 0; ti < r->nthreads; ti++) {
         struct tfu_thread *t = &r->threads[ti];
-        t->nent = t->nq * p->depth;
+        t->nent = t->nq * cap;
         t->ents = calloc(t->nent, sizeof(uint32_t));
         if (!t->ents)
             goto fail;
         for (uint32_t i = 0; i < t->nq; i++)
-            for (uint32_t d = 0; d < p->depth; d++)
-                t->ents[i * p->depth + d] = t->qids[i] * p->depth + d;
+            for (uint32_t d = 0; d < cap; d++)
+                t->ents[i * cap + d] = t->qids[i] * cap + d;
         if (spsc_init(&t->ready, t->nent) < 0 || spsc_init(&t->commits, t->nent) < 0)
             goto fail;
     }
@@ -1061,6 +1224,41 @@ int tfu_ring_flush(tfu_ring *r)
     return woke;
 }
 
+int tfu_ring_grow(tfu_ring *r, uint32_t qid, uint32_t entries)
+{
+    if (qid >= r->p.nr_queues)
+        return -EINVAL;
+    if (atomic_load(&r->stop) || atomic_load(&r->conn_gone))
+        return -ENOTCONN;
+    if (entries > r->cap)
+        entries = r->cap;
+    uint32_t want = atomic_load(&r->want[qid]);
+    if (entries <= want)
+        return (int)want;
+    atomic_store(&r->want[qid], entries);
+    struct tfu_thread *t = &r->threads[r->qid_thread[qid]];
+    atomic_store(&t->grow_flag, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&t->asleep) && atomic_exchange(&t->asleep, 0) && atomic_load(&t->alive))
+        eventfd_poke(t->efd);
+    return (int)entries;
+}
+
+uint32_t tfu_ring_max_depth(tfu_ring *r) { return r->cap; }
+
+int tfu_ring_set_kick_path(tfu_ring *r, const char *mountpoint)
+{
+    char *p = strdup(mountpoint);
+    if (!p)
+        return -ENOMEM;
+    char *none = NULL;
+    if (!atomic_compare_exchange_strong(&r->kick_path, &none, p)) {
+        free(p); /* set once: threads may be reading the first one */
+        return -EALREADY;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* shutdown and introspection                                                */
 
@@ -1140,6 +1338,8 @@ int tfu_ring_stats(tfu_ring *r, uint32_t qid, struct tfu_queue_stats *out)
     out->sleeps = RELAXED_LOAD(t->sleeps);
     out->woken = RELAXED_LOAD(t->woken);
     out->cpu = RELAXED_LOAD(t->pinned_cpu);
+    out->registered = RELAXED_LOAD(r->registered[qid]);
+    out->kicks = (uint32_t)RELAXED_LOAD(t->kicks);
     return 0;
 }
 

@@ -33,7 +33,7 @@
 /* Bump whenever the C API or the struct layouts below change: Python compares
  * tfu_ring_abi_version() with the string parsed from this header to detect a
  * stale compiled module. */
-#define TFU_RING_ABI_VERSION "tfu-ring-2"
+#define TFU_RING_ABI_VERSION "tfu-ring-4"
 
 /* TFU_CDEF_BEGIN */
 
@@ -91,7 +91,10 @@ typedef struct tfu_ring tfu_ring;
 struct tfu_ring_params {
     int fuse_fd;            /* /dev/fuse fd, INIT already answered with FUSE_OVER_IO_URING */
     uint32_t nr_queues;     /* = number of possible CPUs */
-    uint32_t depth;         /* entries per queue */
+    uint32_t depth;         /* entries registered per queue at start */
+    uint32_t max_depth;     /* entries a queue may grow to (tfu_ring_grow); 0 = depth.
+                               Buffers are reserved (address space) for all of them and
+                               touched only when registered. */
     uint32_t payload_size;  /* >= max(8192, max_write, max_pages*4096) */
     uint32_t ring_poll_us;  /* queue-thread spin before sleeping; 0 = never spin */
     uint32_t trio_poll_us;  /* default spin budget of tfu_ring_take */
@@ -122,7 +125,9 @@ struct tfu_queue_stats {
     uint64_t errors;        /* unexpected CQE results / submit errors on this qid */
     int32_t last_error;     /* -errno of the last of those, or 0 */
     int32_t cpu;            /* CPU the serving thread is pinned to, -1 if unpinned */
-    uint64_t woken;         /* times the serving thread was woken by flush/stop */
+    uint64_t woken;         /* times the serving thread was woken by flush/stop/grow */
+    uint32_t registered;    /* entries registered on this qid so far */
+    uint32_t kicks;         /* kick lookups answered by the serving thread (tfu_ring_grow) */
 };
 
 struct tfu_ring_status {
@@ -154,6 +159,9 @@ int tfu_ring_prepare_sleep(tfu_ring *r);
 void tfu_ring_wakeup_ack(tfu_ring *r);
 
 int tfu_ring_commit(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len);
+int tfu_ring_grow(tfu_ring *r, uint32_t qid, uint32_t entries);
+int tfu_ring_set_kick_path(tfu_ring *r, const char *mountpoint);
+uint32_t tfu_ring_max_depth(tfu_ring *r);
 int tfu_ring_flush(tfu_ring *r);
 
 int tfu_ring_stop(tfu_ring *r, int force);

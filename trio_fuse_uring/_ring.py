@@ -127,6 +127,12 @@ class RingTransport:
         self.depth = depth
         self.payload_size = neg.payload_size
         n = lib.tfu_ring_entry_count(ring)
+        self.max_depth = lib.tfu_ring_max_depth(ring)
+        # Entries held by handlers that wait, per queue; see _held_by_waiter.
+        self._waiting = bytearray(n)
+        self._waiters = [0] * nr_queues
+        self._wanted = [depth] * nr_queues
+        self._full_warned = [False] * nr_queues
         self._headers = [
             memoryview(ffi.buffer(lib.tfu_ring_header(ring, e), _HDR_SZ)) for e in range(n)
         ]
@@ -171,6 +177,7 @@ class RingTransport:
                 "fuse_fd": fd.fd,
                 "nr_queues": nr_queues,
                 "depth": options.ring_depth,
+                "max_depth": options.ring_entries_max,
                 "payload_size": neg.payload_size,
                 "ring_poll_us": options.poll_us,
                 "trio_poll_us": options.poll_us,
@@ -192,6 +199,10 @@ class RingTransport:
         self._waker = waker
         return self
 
+    def set_mountpoint(self, path: str) -> None:
+        """What the queue threads stat to kick a queue they grew (see _ring.c)."""
+        _check(lib.tfu_ring_set_kick_path(self._r, os.fsencode(path)), "setting the kick path")
+
     def start(self) -> None:
         """Register every entry with the kernel (after the INIT reply was written).
 
@@ -206,9 +217,37 @@ class RingTransport:
 
     # ---- replies -------------------------------------------------------------------------------
 
+    def _held_by_waiter(self, e: int) -> None:
+        """The handler of entry e waits: keep ``depth`` entries of its queue free.
+
+        Registered late, an entry only becomes available: requests the kernel already
+        queued for that CPU are handed out at the next commit on the queue. So the
+        queue grows as soon as one handler waits, while its other entries still cycle,
+        rather than once all of them are held.
+        """
+        q = e // self.max_depth
+        self._waiting[e] = 1
+        self._waiters[q] += 1
+        want = self._waiters[q] + self.depth
+        if want <= self._wanted[q]:
+            return
+        got = lib.tfu_ring_grow(self._r, q, want)
+        if got > 0:
+            self._wanted[q] = got
+        if got < want and got >= 0 and not self._full_warned[q]:
+            self._full_warned[q] = True
+            log.warning(
+                "io-uring queue %d: %d handlers are waiting and the queue has %d entries "
+                "(ring_max_depth); further requests from CPU %d wait in the kernel until one replies",
+                q, self._waiters[q], got, q,
+            )  # fmt: skip
+
     def reply(self, slot: Any, unique: int, error: int, body: Body) -> None:
         if self._closed:
             return
+        if self._waiting[slot]:
+            self._waiting[slot] = 0
+            self._waiters[slot // self.max_depth] -= 1
         n = 0
         if not error and body:
             n = len(body)
@@ -292,6 +331,7 @@ class RingTransport:
                             continue
                         blocked = start(req, self, e)
                         if blocked is not None:
+                            self._held_by_waiter(e)
                             self._in_batch = False
                             lib.tfu_ring_flush(r)
                             self._nursery.start_soon(self._loop, batch[i + 1 :])
@@ -322,6 +362,7 @@ class RingTransport:
                     "qid": q, "cpu": s.cpu, "requests": s.requests, "batches": s.batches,
                     "mean_batch": round(s.requests / s.batches, 2) if s.batches else 0.0,
                     "errors": s.errors, "sleeps": s.sleeps, "wakeups_sent": s.wakeups_sent,
+                    "entries": s.registered, "kicks": s.kicks,
                 }
             )  # fmt: skip
         return {

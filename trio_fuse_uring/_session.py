@@ -333,9 +333,11 @@ class _Session:
             self.transport_reason = f"io-uring setup failed ({exc})"
             log.warning("%s; using /dev/fuse", self.transport_reason)
             return
+        self.ring.set_mountpoint(self.mountpoint)
         self.transport_name = "uring"
         self.transport_reason = (
-            f"io-uring enabled: {self.ring.nr_queues} queues x {self.options.ring_depth} entries"
+            f"io-uring enabled: {self.ring.nr_queues} queues x {self.options.ring_depth} "
+            f"entries (up to {self.ring.max_depth} while handlers wait)"
         )
 
     # ---- notifications -------------------------------------------------------------------------
