@@ -17,6 +17,10 @@ verified ABI notes) that shape this module:
   transport runs alongside for the whole mount.
 - A REGISTER the kernel rejects silently switches the connection back to /dev/fuse,
   which is why a registration error is reported and served, never a hang.
+- A request holds its entry until its reply, so a handler that waits holds one. Each
+  queue starts with ``ring_depth`` entries and grows by one whenever a handler blocks
+  (``_held_by_waiter``), up to ``ring_max_depth``; the queue thread then kicks the queue
+  so that requests the kernel queued meanwhile reach the new entries (``_ring.c``).
 
 Hand-off: queue threads put ready entries on lock-free lists and write an eventfd only
 when trio said it is asleep; this task takes whole batches, runs their handlers (inline
