@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import trio
@@ -364,6 +365,95 @@ async def test_read_into_fills_the_reply_buffer(mount_ops):
     with pytest.raises(OSError) as exc:
         await client(Path(m.mountpoint, "bad").read_bytes)
     assert exc.value.errno == errno.EIO
+
+
+class FileRangeFS(tfu.Operations):
+    """Files served from a backing file with FileRange replies: ``whole`` (read),
+    ``into`` (read_into: FileRange for 64 KiB and more, its own copy below), ``capped``
+    (FileRange with a size: at most 1000 bytes per read), ``closed`` (a closed fd) and
+    ``bad`` (a negative offset)."""
+
+    INODES: ClassVar[dict[bytes, int]] = {
+        b"whole": 2,
+        b"into": 3,
+        b"capped": 4,
+        b"closed": 5,
+        b"bad": 6,
+    }
+
+    def __init__(self, backing: str, size: int) -> None:
+        self.fd = os.open(backing, os.O_RDONLY)
+        self.size = size
+        self.small_reads = 0
+
+    async def getattr(self, inode, ctx):
+        return _root_attr() if inode == ROOT else _file_attr(inode, self.size, timeout=60)
+
+    async def lookup(self, parent_inode, name, ctx):
+        if name not in self.INODES:
+            raise tfu.FUSEError(errno.ENOENT)
+        return _file_attr(self.INODES[name], self.size, timeout=60)
+
+    async def open(self, inode, flags, ctx):
+        return tfu.FileInfo(fh=inode, direct_io=True)
+
+    async def read_into(self, fh, off, buf):
+        if fh == 2:
+            return tfu.FileRange(self.fd, off)
+        if fh == 3:
+            if len(buf) >= 65536:
+                return tfu.FileRange(self.fd, off)
+            self.small_reads += 1
+            return os.preadv(self.fd, (buf,), off)
+        if fh == 4:
+            return tfu.FileRange(self.fd, off, 1000)
+        if fh == 5:
+            return tfu.FileRange(987654, off)  # not an open fd
+        return tfu.FileRange(self.fd, -1)
+
+
+async def test_file_range_replies_read_from_the_file(mount_ops, tmp_path, caplog):
+    data = os.urandom((3 << 20) + 12345)  # several full requests, then a short one
+    backing = tmp_path / "backing"
+    backing.write_bytes(data)
+    ops = FileRangeFS(str(backing), len(data))
+    m = await mount_ops(ops)
+    try:
+        mnt = Path(m.mountpoint)
+        assert await client((mnt / "whole").read_bytes) == data
+        assert await client((mnt / "into").read_bytes) == data
+
+        def small_reads(name: str) -> bytes:
+            with open(mnt / name, "rb", buffering=0) as f:
+                return b"".join(f.read(4096) for _ in range(8))
+
+        assert await client(small_reads, "into") == data[: 8 * 4096]
+        assert ops.small_reads >= 8
+
+        def pread(name: str, off: int, n: int) -> bytes:
+            fd = os.open(mnt / name, os.O_RDONLY)
+            try:
+                return os.pread(fd, n, off)
+            finally:
+                os.close(fd)
+
+        assert await client(pread, "capped", 5000, 65536) == data[5000:6000]
+        assert await client(pread, "whole", len(data) - 10, 4096) == data[-10:]
+        assert await client(pread, "whole", len(data) + 10, 4096) == b""
+        with pytest.raises(OSError) as exc:
+            await client(pread, "closed", 0, 4096)
+        assert exc.value.errno == errno.EBADF
+        with pytest.raises(OSError) as exc:
+            await client(pread, "bad", 0, 4096)
+        assert exc.value.errno == errno.EIO
+        assert "read_into() returned" in caplog.text and "FileRange" in caplog.text
+        if m.transport == "uring":
+            reads = [q["file_reads"] for q in m.stats()["ring"]["queues"]]
+            # 128 KiB reads: the queue threads take their share of them
+            assert sum(r["queue_thread"] for r in reads) > 0, reads
+            assert sum(r["trio"] for r in reads) > 0, reads
+    finally:
+        os.close(ops.fd)
 
 
 class LazyDirFS(tfu.Operations):

@@ -30,6 +30,9 @@ from .ops import (
     FileInfo as FileInfo,
 )
 from .ops import (
+    FileRange as FileRange,
+)
+from .ops import (
     FUSEError as FUSEError,
 )
 from .ops import (
@@ -65,6 +68,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     "DirEntry",
     "EntryAttributes",
     "FileInfo",
+    "FileRange",
     "InitInfo",
     "Lock",
     "Operations",

@@ -32,6 +32,7 @@ import trio
 
 from . import _protocol as P
 from ._abi import FUSE_OUT_HEADER
+from .ops._types import FileRange
 
 if TYPE_CHECKING:
     from .ops._dispatch import Body, Dispatcher
@@ -110,6 +111,7 @@ class DevFuseTransport:
         self.poll_ns = poll_us * 1000
         self.bufsize = max(neg.max_write + 4096, 8192 + 4096)
         self._buffers: list[bytearray] = []
+        self._file_buf: memoryview | None = None
         self.requests = 0
         self.wakeups = 0
         self._nursery: trio.Nursery | None = None
@@ -121,6 +123,8 @@ class DevFuseTransport:
     # ---- replies -------------------------------------------------------------------------
 
     def reply(self, slot: object, unique: int, error: int, body: Body) -> None:
+        if isinstance(body, FileRange):
+            error, body = self._read_file(body)
         if error or not body:
             err = write_message(self.fd, _HEADER.pack(_HEADER.size, error, unique))
         else:
@@ -130,6 +134,18 @@ class DevFuseTransport:
 
     def no_reply(self, slot: object, unique: int) -> None:
         pass
+
+    def _read_file(self, r: FileRange) -> tuple[int, memoryview]:
+        # reply() writes before it returns, so one buffer serves every FileRange reply.
+        if self._file_buf is None:
+            self._file_buf = memoryview(bytearray(self.neg.payload_size))
+        size = min(self.neg.payload_size, r.size if r.size is not None else 1 << 62)
+        view = self._file_buf[:size]
+        try:
+            n = os.preadv(r.fd, (view,), r.offset)
+        except OSError as exc:
+            return -(exc.errno or errno.EIO), view[:0]
+        return 0, view[:n]
 
     def reply_buffer(self, slot: object, size: int) -> memoryview:
         return memoryview(bytearray(size))

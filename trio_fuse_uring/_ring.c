@@ -179,6 +179,8 @@ struct tfu_thread {
     uint32_t kicks_inflight;    /* kick statx commands not yet completed */
     struct statx kick_stx;      /* written by the kernel, never read */
     uint32_t kicks;             /* kick GETATTRs answered here */
+    _Atomic uint32_t fills_queued; /* fills handed to this thread, not yet done */
+    uint64_t fills, fills_here;
     _Alignas(TFU_CACHELINE) struct spsc ready;
     struct spsc commits;
 
@@ -208,6 +210,9 @@ struct tfu_ring {
     uint8_t *state;             /* per entry, owned by the serving thread */
     uint8_t *lastcmd;           /* per entry, owned by the serving thread */
     uint8_t *held;              /* per entry, owned by the trio side */
+    int32_t *fill_fd;           /* per entry: read the reply from this fd (-1: no) ... */
+    uint64_t *fill_off;         /* ... at this offset ... */
+    uint32_t *fill_len;         /* ... this many bytes at most (tfu_ring_commit_from_fd) */
     struct qstats *qs;          /* per qid */
     _Atomic uint32_t *want;     /* per qid: entries trio wants registered */
     char *_Atomic kick_path;    /* the mountpoint, see kick() */
@@ -447,6 +452,7 @@ static int thread_setup(struct tfu_thread *t)
 }
 
 static int answer_kick(struct tfu_thread *t, uint32_t e);
+static void set_out_header(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len);
 
 /* Reap every available CQE. Returns the number of requests delivered. */
 static uint32_t reap(struct tfu_thread *t)
@@ -507,6 +513,17 @@ static uint32_t reap(struct tfu_thread *t)
     return pushed;
 }
 
+/* Read entry e's reply from its fill fd into its payload and write the out header. */
+static void fill_reply(tfu_ring *r, uint32_t e)
+{
+    ssize_t n;
+    do {
+        n = pread(r->fill_fd[e], r->pay[e], r->fill_len[e], (off_t)r->fill_off[e]);
+    } while (n < 0 && errno == EINTR);
+    r->fill_fd[e] = -1;
+    set_out_header(r, e, n < 0 ? -errno : 0, n < 0 ? 0 : (uint32_t)n);
+}
+
 /* Drain the commit ring into COMMIT_AND_FETCH SQEs; returns how many. */
 static uint32_t drain_commits(struct tfu_thread *t)
 {
@@ -515,6 +532,11 @@ static uint32_t drain_commits(struct tfu_thread *t)
     while ((n = spsc_pop_batch(&t->commits, t->scratch, t->nent)) > 0) {
         for (uint32_t i = 0; i < n; i++) {
             uint32_t e = t->scratch[i];
+            if (r->fill_fd[e] >= 0) {
+                fill_reply(r, e);
+                atomic_fetch_sub(&t->fills_queued, 1);
+                RELAXED_INC(t->fills);
+            }
             if (r->state[e] != ST_USER) /* connection gone meanwhile, or a bug */
                 continue;
             prep_cmd(t, local_index(t, e), e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
@@ -902,6 +924,9 @@ static void free_ring(tfu_ring *r)
     free(r->qs);
     free(r->want);
     free(r->registered);
+    free(r->fill_fd);
+    free(r->fill_off);
+    free(r->fill_len);
     free(atomic_load(&r->kick_path));
     if (r->notify_fd >= 0)
         close(r->notify_fd);
@@ -953,10 +978,16 @@ int tfu_ring_create_ex(const struct tfu_ring_params *p, const struct tfu_ring_tu
     r->held = calloc(r->nent, 1);
     r->qs = calloc(p->nr_queues, sizeof *r->qs);
     r->want = calloc(p->nr_queues, sizeof *r->want);
+    r->fill_fd = calloc(r->nent, sizeof *r->fill_fd);
+    r->fill_off = calloc(r->nent, sizeof *r->fill_off);
+    r->fill_len = calloc(r->nent, sizeof *r->fill_len);
     r->registered = calloc(p->nr_queues, sizeof *r->registered);
     if (!r->qid_thread || !r->qid_cpu || !r->hdr || !r->pay || !r->state || !r->lastcmd ||
-        !r->held || !r->qs || !r->want || !r->registered)
+        !r->held || !r->qs || !r->want || !r->registered || !r->fill_fd || !r->fill_off ||
+        !r->fill_len)
         goto fail;
+    for (uint32_t e = 0; e < r->nent; e++)
+        r->fill_fd[e] = -1;
     for (uint32_t q = 0; q < p->nr_queues; q++)
         atomic_init(&r->want[q], p->depth);
     memset(r->state, ST_RELEASED, r->nent); /* nothing in the kernel yet */
@@ -1182,16 +1213,8 @@ void tfu_ring_wakeup_ack(tfu_ring *r)
     atomic_store(&r->trio_asleep, 0);
 }
 
-int tfu_ring_commit(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len)
+static void set_out_header(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len)
 {
-    if (e >= r->nent || !r->held[e])
-        return -EINVAL;
-    if (error > 0 || error <= -512)
-        return -EINVAL;
-    if (error)
-        payload_len = 0;
-    if (payload_len > r->p.payload_size)
-        return -EINVAL;
     struct fuse_uring_req_header *h = r->hdr[e];
     struct fuse_in_header in;
     memcpy(&in, h->in_out, sizeof in);
@@ -1202,8 +1225,54 @@ int tfu_ring_commit(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len
     };
     memcpy(h->in_out, &o, sizeof o);
     h->ring_ent_in_out.payload_sz = payload_len;
+}
+
+int tfu_ring_commit(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len)
+{
+    if (e >= r->nent || !r->held[e])
+        return -EINVAL;
+    if (error > 0 || error <= -512)
+        return -EINVAL;
+    if (error)
+        payload_len = 0;
+    if (payload_len > r->p.payload_size)
+        return -EINVAL;
+    set_out_header(r, e, error, payload_len);
     r->held[e] = 0;
     spsc_push(&r->threads[r->qid_thread[ent_qid(r, e)]].commits, e);
+    return 0;
+}
+
+/* Below this a read costs less than handing it over (a few µs). */
+#define TFU_FILL_HANDOFF_MIN 32768u
+
+/* The reply to the READ in entry e is up to len bytes of fd at offset: the copy that a
+ * read handler would do, done in C. Whoever is free does it: the serving queue thread
+ * if it has no such copy queued (it then copies on the client's CPU, and the kernel's
+ * copy to the client finds the data in that CPU's cache), else the caller, now, so that
+ * the copies of a large read are spread over both sides. fd must stay open until the
+ * reply is sent (an open file's handle does: the kernel does not release a file while
+ * a read on it is in flight). */
+int tfu_ring_commit_from_fd(tfu_ring *r, uint32_t e, int32_t fd, uint64_t offset, uint32_t len)
+{
+    if (e >= r->nent || !r->held[e] || fd < 0 || len > r->p.payload_size)
+        return -EINVAL;
+    struct tfu_thread *t = &r->threads[r->qid_thread[ent_qid(r, e)]];
+    if (len >= TFU_FILL_HANDOFF_MIN && atomic_load(&t->fills_queued) == 0 &&
+        atomic_load(&t->alive)) {
+        r->fill_fd[e] = fd;
+        r->fill_off[e] = offset;
+        r->fill_len[e] = len;
+        atomic_fetch_add(&t->fills_queued, 1);
+    } else {
+        r->fill_fd[e] = fd;
+        r->fill_off[e] = offset;
+        r->fill_len[e] = len;
+        fill_reply(r, e);
+        RELAXED_INC(t->fills_here);
+    }
+    r->held[e] = 0;
+    spsc_push(&t->commits, e); /* release: the thread sees the fill fields */
     return 0;
 }
 
@@ -1340,6 +1409,8 @@ int tfu_ring_stats(tfu_ring *r, uint32_t qid, struct tfu_queue_stats *out)
     out->cpu = RELAXED_LOAD(t->pinned_cpu);
     out->registered = RELAXED_LOAD(r->registered[qid]);
     out->kicks = (uint32_t)RELAXED_LOAD(t->kicks);
+    out->fills = RELAXED_LOAD(t->fills);
+    out->fills_here = RELAXED_LOAD(t->fills_here);
     return 0;
 }
 

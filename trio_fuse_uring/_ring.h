@@ -33,7 +33,7 @@
 /* Bump whenever the C API or the struct layouts below change: Python compares
  * tfu_ring_abi_version() with the string parsed from this header to detect a
  * stale compiled module. */
-#define TFU_RING_ABI_VERSION "tfu-ring-4"
+#define TFU_RING_ABI_VERSION "tfu-ring-5"
 
 /* TFU_CDEF_BEGIN */
 
@@ -127,7 +127,10 @@ struct tfu_queue_stats {
     int32_t cpu;            /* CPU the serving thread is pinned to, -1 if unpinned */
     uint64_t woken;         /* times the serving thread was woken by flush/stop/grow */
     uint32_t registered;    /* entries registered on this qid so far */
-    uint32_t kicks;         /* kick lookups answered by the serving thread (tfu_ring_grow) */
+    uint32_t kicks;         /* kicks answered by the serving thread (tfu_ring_grow) */
+    uint32_t padding;
+    uint64_t fills;         /* replies read from a file by the serving thread */
+    uint64_t fills_here;    /* ... and by the caller of tfu_ring_commit_from_fd */
 };
 
 struct tfu_ring_status {
@@ -159,6 +162,7 @@ int tfu_ring_prepare_sleep(tfu_ring *r);
 void tfu_ring_wakeup_ack(tfu_ring *r);
 
 int tfu_ring_commit(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len);
+int tfu_ring_commit_from_fd(tfu_ring *r, uint32_t e, int32_t fd, uint64_t offset, uint32_t len);
 int tfu_ring_grow(tfu_ring *r, uint32_t qid, uint32_t entries);
 int tfu_ring_set_kick_path(tfu_ring *r, const char *mountpoint);
 uint32_t tfu_ring_max_depth(tfu_ring *r);

@@ -11,6 +11,9 @@ from ._types import (
     FileInfo as FileInfo,
 )
 from ._types import (
+    FileRange as FileRange,
+)
+from ._types import (
     FUSEError as FUSEError,
 )
 from ._types import (
@@ -34,6 +37,7 @@ __all__ = [
     "EntryAttributes",
     "FUSEError",
     "FileInfo",
+    "FileRange",
     "InitInfo",
     "Lock",
     "Operations",

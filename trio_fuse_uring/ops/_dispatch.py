@@ -35,6 +35,7 @@ from ._types import (
     DirEntry,
     EntryAttributes,
     FileInfo,
+    FileRange,
     FUSEError,
     Lock,
     RequestContext,
@@ -44,7 +45,8 @@ from ._types import (
 
 log = logging.getLogger("trio_fuse_uring")
 
-Body = bytes | bytearray | memoryview | None
+# A FileRange body (size set: the bytes wanted) is read from its fd by the transport.
+Body = bytes | bytearray | memoryview | FileRange | None
 
 
 class _NoReply(bytes):
@@ -276,7 +278,8 @@ class Dispatcher:
             if error:
                 log.debug("tx %d: %s (%.3f ms)", req.unique, errno.errorcode.get(error, error), ms)
             else:
-                log.debug("tx %d: OK %d bytes (%.3f ms)", req.unique, len(body or b""), ms)
+                size = f"up to {body.size}" if isinstance(body, FileRange) else len(body or b"")
+                log.debug("tx %d: OK %s bytes (%.3f ms)", req.unique, size, ms)
 
     # ---- interrupts and retrieve ---------------------------------------------------------
 
@@ -437,10 +440,14 @@ class Dispatcher:
             replier, slot = self._starting
             buf = replier.reply_buffer(slot, r.size)
             n = await self.ops.read_into(r.fh, r.offset, buf)
+            if type(n) is FileRange:
+                return _file_range(n, r.size, "read_into")
             if type(n) is not int or not 0 <= n <= r.size:
                 raise _BadReturn("read_into", f"an int between 0 and {r.size}", n)
             return buf[:n]
         data = await self.ops.read(r.fh, r.offset, r.size)
+        if type(data) is FileRange:
+            return _file_range(data, r.size, "read")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise _BadReturn("read", "bytes", data)
         if len(data) > r.size:
@@ -678,6 +685,18 @@ def _handler_name(opcode: int) -> str:
         return Opcode(opcode).name.lower()
     except ValueError:
         return f"opcode {opcode}"
+
+
+def _file_range(fr: FileRange, size: int, handler: str) -> FileRange:
+    """``fr`` checked, with the request's size as its upper bound."""
+    fd, off = fr.fd, fr.offset
+    if type(fd) is not int or fd < 0 or type(off) is not int or off < 0:
+        raise _BadReturn(handler, "a FileRange of an fd >= 0 and an offset >= 0", fr)
+    if fr.size is not None and (type(fr.size) is not int or fr.size < 0):
+        raise _BadReturn(handler, "a FileRange whose size is None or >= 0", fr)
+    if fr.size is not None and fr.size < size:
+        size = fr.size
+    return FileRange(fd, off, size)
 
 
 def _overrides(ops: Operations, name: str) -> bool:

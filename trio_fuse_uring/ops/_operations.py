@@ -9,6 +9,7 @@ from ._types import (
     DirEntry,
     EntryAttributes,
     FileInfo,
+    FileRange,
     FUSEError,
     InitInfo,
     Lock,
@@ -189,15 +190,16 @@ class Operations:
         """
         raise _enosys()
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | FileRange:
         """Return up to ``size`` bytes at ``off``; fewer means end of file. Default: ENOSYS.
 
         Any buffer type works (bytes, bytearray, memoryview); returning more than ``size``
-        bytes is an error (EIO).
+        bytes is an error (EIO). A :class:`FileRange` instead of the data makes the
+        framework read the reply from a file descriptor itself (passthrough filesystems).
         """
         raise _enosys()
 
-    async def read_into(self, fh: int, off: int, buf: memoryview) -> int:
+    async def read_into(self, fh: int, off: int, buf: memoryview) -> int | FileRange:
         """Opt-in zero-copy read: fill ``buf`` (``len(buf)`` bytes wanted) from ``off``
         and return how many bytes were written; fewer means end of file.
 
@@ -205,7 +207,10 @@ class Operations:
         into a buffer (``os.preadv(fd, [buf], off)``, ``buf[:n] = chunk``): over
         io-uring, ``buf`` is the kernel-shared reply buffer, so the copy that
         :meth:`read`'s return value costs is saved. ``buf`` is valid only while the
-        handler runs. Default: not used (requests go to :meth:`read`).
+        handler runs. It may also return a :class:`FileRange` instead, leaving ``buf``
+        alone, for the framework to read the reply from a file itself (passthrough
+        filesystems: worth it for large reads). Default: not used (requests go to
+        :meth:`read`).
         """
         raise _enosys()
 

@@ -111,6 +111,30 @@ class SetattrFields:
     kill_suidgid: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class FileRange:
+    """A read reply taken straight from a file: return ``FileRange(fd, offset)`` from
+    :meth:`Operations.read` instead of the data, as libfuse's ``fuse_reply_data`` takes
+    a buffer that names a file descriptor.
+
+    The framework reads up to the request's size (at most ``size``) from ``fd`` at
+    ``offset`` itself, with ``pread`` in C and the GIL released, into the transport's
+    reply buffer: one copy, no bytes object. Over io-uring the read is done by the
+    queue thread of the caller's CPU when it is free (so it runs beside the trio
+    thread, and the kernel's copy to the caller finds the data in that CPU's cache),
+    else right away. A read error becomes the reply's error.
+
+    ``fd`` must stay open until the reply is sent: the handle of an open file does (the
+    kernel releases a file only after its reads are answered). The read blocks the
+    thread doing it, like a handler that calls ``os.pread``: use it for files that read
+    fast (page cache, local disks), not for network filesystems.
+    """
+
+    fd: int
+    offset: int
+    size: int | None = None
+
+
 @dataclass(slots=True)
 class FileInfo:
     """What ``open``, ``create`` and ``opendir`` return.
