@@ -239,11 +239,12 @@ class RingTransport:
         got = lib.tfu_ring_grow(self._r, q, want)
         if got > 0:
             self._wanted[q] = got
-        if got < want and got >= 0 and not self._full_warned[q]:
+        if 0 <= got <= self._waiters[q] + 1 and not self._full_warned[q]:
             self._full_warned[q] = True
             log.warning(
-                "io-uring queue %d: %d handlers are waiting and the queue has %d entries "
-                "(ring_max_depth); further requests from CPU %d wait in the kernel until one replies",
+                "io-uring queue %d: %d handlers are waiting and the queue cannot grow past "
+                "%d entries (ring_max_depth); once all are held, requests from CPU %d wait "
+                "in the kernel until one of them replies",
                 q, self._waiters[q], got, q,
             )  # fmt: skip
 
