@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import re
 import select
@@ -330,6 +331,7 @@ class RingServer:
         fd: int,
         *,
         depth: int = 4,
+        max_depth: int = 0,
         payload_size: int = 131072,
         ring_poll_us: int = 0,
         trio_poll_us: int = 0,
@@ -338,13 +340,14 @@ class RingServer:
         tuning: Any = None,
     ) -> None:
         self.nr_queues = nr_queues or possible_cpus()
-        self.depth = depth
+        self.depth = max_depth or depth  # entries per qid in the index space
         p = ffi.new(
             "struct tfu_ring_params *",
             {
                 "fuse_fd": fd,
                 "nr_queues": self.nr_queues,
                 "depth": depth,
+                "max_depth": max_depth,
                 "payload_size": payload_size,
                 "ring_poll_us": ring_poll_us,
                 "trio_poll_us": trio_poll_us,
@@ -676,6 +679,49 @@ def test_single_thread_serving_two_qids(env: None) -> None:
             size, a, _b = run_in_thread(client, timeout=10, cpu=cpu)
             assert size == FILE_SIZE and a == DATA[:4096]
             assert {q for _, q, pid in list(srv.log) if pid == tid_box[0]} == {cpu}
+
+
+def test_grow_registers_entries_up_to_max_depth(env: None) -> None:
+    """tfu_ring_grow: late REGISTERs on one qid, never shrinking, capped at max_depth;
+    the new entries serve requests."""
+    cpu = min(c for c in online_cpus() if c < possible_cpus())
+    fd = -1
+    with served_mount(depth=2, max_depth=6) as (m, srv, _reader):
+        assert lib.tfu_ring_max_depth(srv.r) == 6
+        assert srv.nent == 6 * srv.nr_queues
+        assert srv.status().in_kernel == 2 * srv.nr_queues
+        assert srv.stats(cpu).registered == 2
+        assert lib.tfu_ring_grow(srv.r, cpu, 4) == 4
+        assert lib.tfu_ring_grow(srv.r, cpu, 3) == 4  # never shrinks
+        assert lib.tfu_ring_grow(srv.r, cpu, 100) == 6  # capped
+        assert lib.tfu_ring_grow(srv.r, srv.nr_queues, 3) == -errno.EINVAL
+        deadline = time.monotonic() + 5
+        while srv.stats(cpu).registered < 6 or srv.status().in_kernel < 2 * srv.nr_queues + 4:
+            assert time.monotonic() < deadline, (srv.stats(cpu).registered, srv.status().in_kernel)
+            time.sleep(0.01)
+        # hold every request: six O_DIRECT reads from the CPU take all six entries
+        fd = os.open(os.path.join(m.mnt, "hello"), os.O_RDONLY | os.O_DIRECT)
+        srv.hold = True
+        for k in range(6):
+            args = (fd, cpu, 4096 * k)
+            threading.Thread(target=_pread_quietly, args=args, daemon=True).start()
+        deadline = time.monotonic() + 5
+        while len(srv.held) < 6:
+            assert time.monotonic() < deadline, len(srv.held)
+            time.sleep(0.01)
+        assert {e // 6 for e in srv.held} == {cpu}
+        assert srv.stats(cpu).errors == 0
+    # Closed only now that the mount is aborted: its FLUSH would wait for ever on a
+    # server that holds every request. (Its ENOTCONN still closes the fd.)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _pread_quietly(fd: int, cpu: int, off: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+    buf = mmap.mmap(-1, 4096)  # page-aligned, for O_DIRECT
+    with contextlib.suppress(OSError):  # the mount is aborted while we wait
+        os.preadv(fd, [buf], off)
 
 
 def test_register_failure_falls_back_to_devfuse(env: None) -> None:
