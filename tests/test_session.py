@@ -368,7 +368,7 @@ async def test_read_into_fills_the_reply_buffer(mount_ops):
 
 
 class FileRangeFS(tfu.Operations):
-    """Files served from a backing file with FileRange replies: ``whole`` (read),
+    """Files served from a backing file with FileRange replies: ``whole`` (read_into),
     ``into`` (read_into: FileRange for 64 KiB and more, its own copy below), ``capped``
     (FileRange with a size: at most 1000 bytes per read), ``closed`` (a closed fd) and
     ``bad`` (a negative offset)."""
@@ -410,6 +410,36 @@ class FileRangeFS(tfu.Operations):
         if fh == 5:
             return tfu.FileRange(987654, off)  # not an open fd
         return tfu.FileRange(self.fd, -1)
+
+
+class ReadFileRangeFS(FileRangeFS):
+    """The same through ``read`` (read_into is not overridden here)."""
+
+    read_into = tfu.Operations.read_into
+
+    async def read(self, fh, off, size):
+        return tfu.FileRange(self.fd, off, 100 if fh == 4 else None)
+
+
+async def test_read_may_return_a_file_range(mount_ops, tmp_path):
+    data = os.urandom((1 << 20) + 7)
+    backing = tmp_path / "backing"
+    backing.write_bytes(data)
+    ops = ReadFileRangeFS(str(backing), len(data))
+    m = await mount_ops(ops)
+    try:
+        assert await client(Path(m.mountpoint, "whole").read_bytes) == data
+
+        def pread(name: str, off: int, n: int) -> bytes:
+            fd = os.open(Path(m.mountpoint, name), os.O_RDONLY)
+            try:
+                return os.pread(fd, n, off)
+            finally:
+                os.close(fd)
+
+        assert await client(pread, "capped", 10, 4096) == data[10:110]
+    finally:
+        os.close(ops.fd)
 
 
 async def test_file_range_replies_read_from_the_file(mount_ops, tmp_path, caplog):

@@ -139,7 +139,8 @@ class DevFuseTransport:
         # reply() writes before it returns, so one buffer serves every FileRange reply.
         if self._file_buf is None:
             self._file_buf = memoryview(bytearray(self.neg.payload_size))
-        size = min(self.neg.payload_size, r.size if r.size is not None else 1 << 62)
+        # The dispatcher always sets size (the request's, or less).
+        size = self.neg.payload_size if r.size is None else min(r.size, self.neg.payload_size)
         view = self._file_buf[:size]
         try:
             n = os.preadv(r.fd, (view,), r.offset)

@@ -1258,17 +1258,14 @@ int tfu_ring_commit_from_fd(tfu_ring *r, uint32_t e, int32_t fd, uint64_t offset
     if (e >= r->nent || !r->held[e] || fd < 0 || len > r->p.payload_size)
         return -EINVAL;
     struct tfu_thread *t = &r->threads[r->qid_thread[ent_qid(r, e)]];
+    r->fill_fd[e] = fd;
+    r->fill_off[e] = offset;
+    r->fill_len[e] = len;
     if (len >= TFU_FILL_HANDOFF_MIN && atomic_load(&t->fills_queued) == 0 &&
         atomic_load(&t->alive)) {
-        r->fill_fd[e] = fd;
-        r->fill_off[e] = offset;
-        r->fill_len[e] = len;
         atomic_fetch_add(&t->fills_queued, 1);
     } else {
-        r->fill_fd[e] = fd;
-        r->fill_off[e] = offset;
-        r->fill_len[e] = len;
-        fill_reply(r, e);
+        fill_reply(r, e); /* clears fill_fd: the thread only commits */
         RELAXED_INC(t->fills_here);
     }
     r->held[e] = 0;
