@@ -79,6 +79,50 @@ async def test_signal_unmounts_and_exits_zero(transport, public_dir, signum):
     assert not is_mountpoint(mnt)
 
 
+_SLOW_DESTROY_DAEMON = """
+import sys, trio
+sys.path.insert(0, sys.argv[3])
+import logging, trio_fuse_uring as tfu
+from hello import HelloFS
+logging.basicConfig(level=logging.INFO)
+
+class SlowDestroyFS(HelloFS):
+    async def destroy(self):  # e.g. saving state at unmount
+        print("destroying", file=sys.stderr, flush=True)
+        await trio.sleep(1)
+
+tfu.run(SlowDestroyFS(), sys.argv[1], tfu.Options(transport=sys.argv[2]))
+print("returned", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_repeated_signal_during_cleanup_still_exits_cleanly(transport, public_dir, signum):
+    # People press Ctrl-C twice; `timeout` and service managers signal the process and
+    # then its group. A signal that comes while run() cleans up must not become a
+    # KeyboardInterrupt traceback or a death by SIGTERM halfway through.
+    mnt = str(public_dir)
+    cmd = [sys.executable, "-c", _SLOW_DESTROY_DAEMON, mnt, transport, str(REPO / "examples")]
+    async with _daemon(cmd, mnt) as proc:
+        assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
+        assert proc.stderr is not None
+        proc.send_signal(signum)
+        log = b""
+        with trio.fail_after(15):
+            while b"destroying" not in log:
+                chunk = await proc.stderr.receive_some()
+                assert chunk, log
+                log += chunk
+            proc.send_signal(signum)
+            while chunk := await proc.stderr.receive_some():
+                log += chunk
+            await proc.wait()
+    assert proc.returncode == 0, log
+    assert b"again; still unmounting" in log
+    assert b"Traceback" not in log and b"returned" in log
+    assert not is_mountpoint(mnt)
+
+
 async def test_unprivileged_user_mounts_through_fusermount3(transport, public_dir):
     if os.geteuid() != 0 or shutil.which("setpriv") is None or not shutil.which("fusermount3"):
         pytest.skip("needs root (to become another uid), setpriv and fusermount3")
@@ -102,6 +146,43 @@ async def test_unprivileged_user_mounts_through_fusermount3(transport, public_di
     assert proc.returncode == 0, log
     assert f"over {'uring' if transport == 'uring' else 'devfuse'}".encode() in log
     assert not is_mountpoint(mnt)
+
+
+class _DestroyRecorder(HelloFS):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.destroyed: list[bool] = []  # was it still mounted then?
+
+    async def destroy(self) -> None:
+        self.destroyed.append(is_mountpoint(str(self.path)))
+
+
+@pytest.mark.parametrize("end", ["cancelled", "unmounted", "body raised"])
+async def test_destroy_runs_once_after_the_unmount_however_serving_ends(transport, tmp_path, end):
+    # libfuse calls destroy() whenever init() ran; cancelling the scope around mount()
+    # (what run() does on a signal) used to skip it, and with it the handler's cleanup.
+    path = tmp_path / "m"
+    path.mkdir()
+    fs = _DestroyRecorder(path)
+    with trio.CancelScope() as scope:
+        try:
+            async with tfu.mount(fs, path, tfu.Options(transport=transport)) as m:
+                assert await client(Path(path, "hello").read_bytes) == HELLO_DATA
+                assert fs.destroyed == []
+                if end == "cancelled":
+                    scope.cancel()
+                    await trio.sleep_forever()
+                elif end == "unmounted":
+                    await trio.run_process(["umount", str(path)])
+                    with trio.fail_after(10):
+                        await m.wait_unmounted()
+                else:
+                    raise KeyError("from the body")
+        except KeyError:
+            assert end == "body raised"
+    assert fs.destroyed == [False]
+    assert not is_mountpoint(str(path))
 
 
 async def test_abort_through_fusectl_ends_the_session(transport, tmp_path):

@@ -227,6 +227,7 @@ class _Session:
         self.devfuse: DevFuseTransport | None = None
         self.ring: Any = None
         self.finished = trio.Event()
+        self.initialized = False  # ops.init() returned: ops.destroy() is owed
         self._notify_ids = itertools.count(1)
         self.neg = P.Negotiated()
 
@@ -257,6 +258,14 @@ class _Session:
                     alive = self.devfuse is None or not self.devfuse.gone.is_set()
                     await self.ring.aclose(force=alive)
             self.finished.set()
+
+    async def destroy(self) -> None:
+        """Call the handler's ``destroy()`` once if ``init()`` was called: after the last
+        request and the unmount, however serving ended (an unmount, a cancelled scope, a
+        signal), as libfuse does."""
+        if not self.initialized:
+            return
+        self.initialized = False
         with trio.CancelScope(shield=True):
             try:
                 await self.ops.destroy()
@@ -292,6 +301,7 @@ class _Session:
             capabilities=frozenset(f.name or "" for f in InitFlag if f & self.neg.flags),
         )  # fmt: skip
         await self.ops.init(info)
+        self.initialized = True
         self.devfuse = DevFuseTransport(
             self.fd, self.neg, self.dispatcher, poll_us=0 if self.ring else opts.poll_us
         )
@@ -456,6 +466,7 @@ async def mount(
             if _mountlib.is_mountpoint(handle.mountpoint):
                 await trio.to_thread.run_sync(lambda: _mountlib.unmount(handle, lazy=True))
             await trio.to_thread.run_sync(_mountlib.release_helper, handle)
+            await session.destroy()
 
 
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -496,19 +507,29 @@ def run(
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                serving = trio.CancelScope()
 
+                # Keeps receiving until the mount is cleaned up: a signal left pending
+                # when the receiver closes is re-raised (KeyboardInterrupt, or death by
+                # SIGTERM without cleanup or stats), and a second one is common: Ctrl-C
+                # pressed twice, or `timeout` and service managers that signal both the
+                # process and its group.
                 async def stop_on_signal() -> None:
                     async for signum in signals:
-                        log.info("got %s; unmounting", signal.Signals(signum).name)
-                        nursery.cancel_scope.cancel()
-                        return
+                        name = signal.Signals(signum).name
+                        if serving.cancel_called:
+                            log.info("got %s again; still unmounting", name)
+                        else:
+                            log.info("got %s; unmounting", name)
+                            serving.cancel()
 
                 nursery.start_soon(stop_on_signal)
-                async with mount(ops, mountpoint, options) as m:
-                    try:
-                        await m.wait_unmounted()
-                    finally:
-                        result.update(m.stats())
+                with serving:
+                    async with mount(ops, mountpoint, options) as m:
+                        try:
+                            await m.wait_unmounted()
+                        finally:
+                            result.update(m.stats())
                 nursery.cancel_scope.cancel()
 
     try:

@@ -70,7 +70,9 @@ class Operations:
         """
 
     async def destroy(self) -> None:
-        """Called when the filesystem is being unmounted, after the last request.
+        """Called once, after the last request and the unmount, if :meth:`init` was called:
+        however serving ended (an unmount, a cancelled scope around ``mount()``, a
+        signal to ``run()``). It runs shielded from cancellation, so keep it short.
 
         Default: nothing.
         """
