@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import mmap
 import os
 import time
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import _protocol as P
-from ._abi import FUSE_OUT_HEADER
+from ._abi import FUSE_IN_HEADER, FUSE_OUT_HEADER, FUSE_WRITE_IN
 from .ops._types import FileRange
 
 if TYPE_CHECKING:
@@ -43,6 +44,19 @@ _HEADER = FUSE_OUT_HEADER
 #: Yield to the trio scheduler at least this often under sustained load.
 _CHECKPOINT_EVERY = 32
 _RETRY_READ = frozenset({errno.EINTR, errno.ENOENT})
+
+# Buffers are page-aligned, as the io-uring ones are, so that handlers can hand them to
+# files opened with O_DIRECT (which wants aligned memory on most filesystems): a
+# request is read this far into its buffer so that a WRITE's data, after its two
+# headers, starts on a page boundary, and a reply to a READ is built in the same
+# buffer from that boundary on.
+_PAGE = mmap.PAGESIZE
+_DATA_AT = _PAGE
+_READ_AT = _DATA_AT - FUSE_IN_HEADER.size - FUSE_WRITE_IN.size
+
+
+def _aligned_buffer(size: int) -> memoryview:
+    return memoryview(mmap.mmap(-1, size))
 
 
 class FdHolder:
@@ -109,8 +123,11 @@ class DevFuseTransport:
         self.neg = neg
         self.dispatcher = dispatcher
         self.poll_ns = poll_us * 1000
-        self.bufsize = max(neg.max_write + 4096, 8192 + 4096)
-        self._buffers: list[bytearray] = []
+        # the largest request, read at _READ_AT; or the largest READ reply, at _DATA_AT
+        self.bufsize = max(
+            _READ_AT + max(neg.max_write + 4096, 8192 + 4096), _DATA_AT + neg.payload_size
+        )
+        self._buffers: list[memoryview] = []
         self._file_buf: memoryview | None = None
         self.requests = 0
         self.wakeups = 0
@@ -138,7 +155,7 @@ class DevFuseTransport:
     def _read_file(self, r: FileRange) -> tuple[int, memoryview]:
         # reply() writes before it returns, so one buffer serves every FileRange reply.
         if self._file_buf is None:
-            self._file_buf = memoryview(bytearray(self.neg.payload_size))
+            self._file_buf = _aligned_buffer(self.neg.payload_size)
         # The dispatcher always sets size (the request's, or less).
         size = self.neg.payload_size if r.size is None else min(r.size, self.neg.payload_size)
         view = self._file_buf[:size]
@@ -149,7 +166,9 @@ class DevFuseTransport:
         return 0, view[:n]
 
     def reply_buffer(self, slot: object, size: int) -> memoryview:
-        return memoryview(bytearray(size))
+        # slot is the buffer the READ came in: its reader holds it until the reply is sent.
+        assert isinstance(slot, memoryview)
+        return slot[_DATA_AT : _DATA_AT + size]
 
     # ---- the reading loop ---------------------------------------------------------------
 
@@ -162,15 +181,15 @@ class DevFuseTransport:
             await self.gone.wait()
             nursery.cancel_scope.cancel()
 
-    def _take_buffer(self) -> bytearray:
-        return self._buffers.pop() if self._buffers else bytearray(self.bufsize)
+    def _take_buffer(self) -> memoryview:
+        return self._buffers.pop() if self._buffers else _aligned_buffer(self.bufsize)
 
     async def _reader(self) -> None:
         """One reader at a time: if a handler blocks, this task stays with it and starts a
         new reader (see ops/_dispatch.py for why)."""
         assert self._nursery is not None
         buf = self._take_buffer()
-        view = memoryview(buf)
+        into = buf[_READ_AT:]
         fd = self.fd
         # FileIO.readinto returns None on EAGAIN instead of raising: an empty poll costs
         # a syscall, not the construction of a BlockingIOError (13% of daemon CPU).
@@ -184,7 +203,7 @@ class DevFuseTransport:
             spin_until = 0
             while True:
                 try:
-                    n = readinto(buf)
+                    n = readinto(into)
                 except OSError as exc:
                     if exc.errno in _RETRY_READ:
                         continue
@@ -210,11 +229,11 @@ class DevFuseTransport:
                 spin_until = 0
                 self.requests += 1
                 try:
-                    req = P.decode_devfuse(view[:n], neg)
+                    req = P.decode_devfuse(into[:n], neg)
                 except P.ProtocolError as exc:
                     log.error("dropping a malformed request from /dev/fuse: %s", exc)
                     continue
-                blocked = start(req, self, None)
+                blocked = start(req, self, buf)
                 if blocked is not None:
                     # This task now belongs to the handler; someone else reads.
                     self._nursery.start_soon(self._reader)
