@@ -108,9 +108,15 @@ def _proc(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+# Byte values: `b"/" in name` builds and drops a TypeError on every call (CPython tries
+# the needle as an int first), 10x the cost of the search.
+_SLASH = ord("/")
+_NUL = 0
+
+
 def _check_name(name: bytes) -> None:
     """A name the kernel sends for creating or removing must be one plain component."""
-    if not name or b"/" in name or b"\0" in name or name in _DOTS:
+    if not name or _SLASH in name or _NUL in name or name in _DOTS:
         raise tfu.FUSEError(errno.EINVAL)
 
 
@@ -281,7 +287,7 @@ class Passthrough(tfu.Operations):
 
     async def lookup(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
         pfd = self._inode(parent_inode).fd
-        if b"/" in name or name in _DOTS or not name or b"\0" in name:
+        if _SLASH in name or name in _DOTS or not name or _NUL in name:
             return self._lookup_dots(parent_inode, pfd, name)
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
