@@ -271,12 +271,13 @@ async def test_notifications_invalidate_cache(mount_ops):
 
 
 async def _settle(m: tfu.Mount) -> None:
-    """Wait until queued notifications were written."""
-    s = m._s
+    """Wait until every queued notification has reached the kernel."""
+    # Not "until the queue is empty": the notifier takes a message off the queue before
+    # its worker thread writes it, and a fixed sleep after that was a race under load.
+    notifier = m._s.notifier
     with trio.fail_after(10):
-        while s.notifier._recv.statistics().current_buffer_used:
-            await trio.sleep(0.01)
-        await trio.sleep(0.05)
+        while notifier.sent < notifier.queued:
+            await trio.sleep(0.005)
 
 
 def _is_mounted(path: Path) -> bool:

@@ -183,13 +183,15 @@ class _Notifier:
     def __init__(self, fd: FdHolder) -> None:
         self.fd = fd
         self._send, self._recv = trio.open_memory_channel[tuple[bytes, Any]](math.inf)
-        self.sent = 0
+        self.queued = 0
+        self.sent = 0  # written (or refused) by the kernel
 
     def send(self, msg: bytes, on_error: Any = None) -> None:
         try:
             self._send.send_nowait((msg, on_error))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise FUSEError(errno.ENOTCONN) from None
+        self.queued += 1
 
     async def run(self) -> None:
         async with self._recv:
