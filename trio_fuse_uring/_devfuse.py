@@ -128,7 +128,6 @@ class DevFuseTransport:
             _READ_AT + max(neg.max_write + 4096, 8192 + 4096), _DATA_AT + neg.payload_size
         )
         self._buffers: list[memoryview] = []
-        self._file_buf: memoryview | None = None
         self.requests = 0
         self.wakeups = 0
         self._nursery: trio.Nursery | None = None
@@ -141,7 +140,7 @@ class DevFuseTransport:
 
     def reply(self, slot: object, unique: int, error: int, body: Body) -> None:
         if isinstance(body, FileRange):
-            error, body = self._read_file(body)
+            error, body = self._read_file(slot, body)
         if error or not body:
             err = write_message(self.fd, _HEADER.pack(_HEADER.size, error, unique))
         else:
@@ -152,13 +151,10 @@ class DevFuseTransport:
     def no_reply(self, slot: object, unique: int) -> None:
         pass
 
-    def _read_file(self, r: FileRange) -> tuple[int, memoryview]:
-        # reply() writes before it returns, so one buffer serves every FileRange reply.
-        if self._file_buf is None:
-            self._file_buf = _aligned_buffer(self.neg.payload_size)
+    def _read_file(self, slot: object, r: FileRange) -> tuple[int, memoryview]:
         # The dispatcher always sets size (the request's, or less).
         size = self.neg.payload_size if r.size is None else min(r.size, self.neg.payload_size)
-        view = self._file_buf[:size]
+        view = self.reply_buffer(slot, size)
         try:
             n = os.preadv(r.fd, (view,), r.offset)
         except OSError as exc:
