@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -194,6 +195,13 @@ class Passthrough(tfu.Operations):
         self._ids = (os.geteuid(), os.getegid())
         self._umask = _process_umask()
         self.writeback = False
+        # The kernel writes back cached pages (of mmaps, or all writes with
+        # writeback_cache) through any writable handle of the file, O_DIRECT ones
+        # included, at offsets and lengths that O_DIRECT on the source may refuse
+        # (ext4: EINVAL unless 512-byte aligned). Such writes go through a buffered
+        # descriptor of the same file, opened on first need.
+        self._direct: set[int] = set()  # file handles opened with O_DIRECT
+        self._buffered: dict[int, int] = {}  # O_DIRECT handle -> buffered descriptor
 
     # ---- inode table -----------------------------------------------------------------------
 
@@ -497,6 +505,8 @@ class Passthrough(tfu.Operations):
             except OSError as exc:
                 os.close(fd)
                 raise _error(exc) from None
+        if flags & os.O_DIRECT:
+            self._direct.add(fd)
         return tfu.FileInfo(fh=fd)
 
     async def create(self, parent_inode, name, mode, flags, ctx):  # type: ignore[no-untyped-def]
@@ -518,6 +528,8 @@ class Passthrough(tfu.Operations):
             # The inode's O_PATH descriptor comes from the open file, not from the name
             # (which someone may have replaced meanwhile).
             path_fd = os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC)
+            if flags & os.O_DIRECT:
+                self._direct.add(fd)
             return tfu.FileInfo(fh=fd), self._remember(path_fd, st)
         except OSError as exc:
             os.close(fd)
@@ -538,9 +550,23 @@ class Passthrough(tfu.Operations):
 
     async def write(self, fh, off, buf):  # type: ignore[no-untyped-def]
         try:
-            return os.pwrite(fh, buf, off)
+            try:
+                return os.pwrite(fh, buf, off)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or fh not in self._direct:
+                    raise
+            return os.pwrite(self._buffered_fd(fh), buf, off)
         except OSError as exc:
             raise _error(exc) from None
+
+    def _buffered_fd(self, fh: int) -> int:
+        """A descriptor of O_DIRECT handle ``fh``'s file without O_DIRECT, for writes
+        that O_DIRECT refused (see ``__init__``)."""
+        fd = self._buffered.get(fh)
+        if fd is None:
+            sync = fcntl.fcntl(fh, fcntl.F_GETFL) & (os.O_SYNC | os.O_DSYNC)
+            fd = self._buffered[fh] = os.open(_proc(fh), os.O_WRONLY | os.O_CLOEXEC | sync)
+        return fd
 
     async def flush(self, fh, lock_owner):  # type: ignore[no-untyped-def]
         # What close() of one of several descriptors does to the source file (NFS
@@ -551,6 +577,10 @@ class Passthrough(tfu.Operations):
             raise _error(exc) from None
 
     async def release(self, fh):  # type: ignore[no-untyped-def]
+        self._direct.discard(fh)
+        buffered = self._buffered.pop(fh, None)
+        if buffered is not None:
+            os.close(buffered)
         os.close(fh)
 
     async def fsync(self, fh, datasync):  # type: ignore[no-untyped-def]
@@ -745,7 +775,12 @@ class ThreadedPassthrough(Passthrough):
 
     async def write(self, fh, off, buf):  # type: ignore[no-untyped-def]
         try:
-            return await trio.to_thread.run_sync(os.pwrite, fh, buf, off)
+            try:
+                return await trio.to_thread.run_sync(os.pwrite, fh, buf, off)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or fh not in self._direct:
+                    raise
+            return await trio.to_thread.run_sync(os.pwrite, self._buffered_fd(fh), buf, off)
         except OSError as exc:
             raise _error(exc) from None
 

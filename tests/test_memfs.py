@@ -197,6 +197,26 @@ async def test_seek_data_and_hole(memfs):
     assert await client(work) == [0, CHUNK, 10 * CHUNK, 10 * CHUNK + 6, errno.ENXIO]
 
 
+async def test_seek_data_sees_cached_writes(mount_ops):
+    """With writeback_cache the kernel sends LSEEK without writing back what it caches:
+    a handler's answer would call freshly written data a hole (ENXIO here)."""
+    _, mnt = await mount_memfs(mount_ops, writeback_cache=True)
+
+    def work() -> tuple[int, int]:
+        fd = os.open(mnt / "f", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            os.ftruncate(fd, 4 << 20)
+            os.fsync(fd)
+            os.pwrite(fd, b"X" * 10, 3 << 20)  # only in the kernel's cache
+            return os.lseek(fd, 0, os.SEEK_DATA), os.lseek(fd, 3 << 20, os.SEEK_HOLE)
+        finally:
+            os.close(fd)
+
+    data, hole = await client(work)
+    assert data <= 3 << 20
+    assert hole >= (3 << 20) + 10
+
+
 async def test_copy_file_range(memfs):
     fs, mnt = memfs
 
@@ -589,6 +609,61 @@ async def test_posix_locks_between_processes(memfs):
     assert waiting == "waiting" and still_blocked and acquired == "acquired"
     # Everyone is gone: no locks are left behind.
     await wait_for(lambda: not any(i.plocks for i in fs.inodes.values()))
+
+
+_LOCK_WAITER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+print("waiting", flush=True)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    print("acquired", flush=True)
+except OSError as exc:
+    print(exc.errno, flush=True)
+"""
+
+
+async def test_lock_waiter_gets_enotconn_when_the_mount_shuts_down(transport, tmp_path):
+    """A shutdown cancels waiting handlers; they used to answer EINTR as if
+    interrupted, and the kernel turned that into its internal ERESTARTSYS for a lock
+    wait: the waiter failed with errno 512 ("Unknown error 512")."""
+    path = tmp_path / "m"
+    path.mkdir()
+    f = path / "f"
+    procs: list[trio.Process] = []
+    try:
+        with trio.CancelScope() as scope:
+            async with tfu.mount(MemFS(), path, tfu.Options(transport=transport)) as m:
+                await client(f.write_bytes, b"x")
+                holder = await trio.lowlevel.open_process(
+                    [sys.executable, "-c", _LOCK_HOLDER, str(f)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                )  # fmt: skip
+                procs.append(holder)
+                assert holder.stdout is not None
+                with trio.fail_after(10):
+                    assert (await holder.stdout.receive_some()).strip() == b"locked"
+                waiter = await trio.lowlevel.open_process(
+                    [sys.executable, "-c", _LOCK_WAITER, str(f)], stdout=subprocess.PIPE
+                )
+                procs.append(waiter)
+                with trio.fail_after(10):  # its SETLKW handler is waiting for the lock
+                    while m.stats()["blocked_handlers"] == 0:
+                        await trio.sleep(0.01)
+                scope.cancel()
+        assert waiter.stdout is not None
+        with trio.fail_after(10):
+            out = b""
+            while chunk := await waiter.stdout.receive_some():
+                out += chunk
+        assert out.split() == [b"waiting", str(errno.ENOTCONN).encode()]
+    finally:
+        for p in procs:
+            p.kill()
+            await p.wait()
+            for stream in (p.stdin, p.stdout):
+                if stream is not None:
+                    await stream.aclose()
 
 
 async def test_flock(memfs):

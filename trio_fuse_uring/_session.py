@@ -297,6 +297,7 @@ class _Session:
             if self.ring is None:
                 cfg.want &= ~InitFlag.OVER_IO_URING
                 body, self.neg = P.negotiate_init(req, cfg)
+        self.dispatcher.writeback_cache = bool(self.neg.flags & InitFlag.WRITEBACK_CACHE)
         info = InitInfo(
             major=req.major, minor=req.minor, max_readahead=req.max_readahead,
             kernel_flags=req.flags, transport=self.transport_name,

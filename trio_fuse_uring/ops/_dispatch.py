@@ -144,6 +144,9 @@ class Dispatcher:
         self.attr_timeout = attr_timeout
         self.debug = debug
         self.stats = DispatchStats()
+        # The kernel's write-back cache was negotiated: it holds written data the
+        # handlers have not seen yet (set by the session after INIT).
+        self.writeback_cache = False
         self._active: dict[int, trio.CancelScope] = {}
         self._early_interrupts: OrderedDict[int, None] = OrderedDict()
         self._retrieves: dict[int, tuple[trio.Event, list[P.NotifyReply]]] = {}
@@ -246,11 +249,20 @@ class Dispatcher:
             error = exc.errno
             body = None
         except trio.Cancelled:
-            # Interrupted by the caller (FUSE_INTERRUPT) or the mount is shutting down.
-            self.stats.interrupts += 1
-            replier.reply(slot, req.unique, -errno.EINTR, None)
+            scope = self._active.get(req.unique)
+            if scope is not None and scope.cancel_called:
+                # FUSE_INTERRUPT: the caller has a signal pending, and the kernel
+                # restarts what is restartable (a lock wait) after its handler ran.
+                self.stats.interrupts += 1
+                error, why = errno.EINTR, "interrupted"
+            else:
+                # The mount is shutting down. No signal is pending, so EINTR would reach
+                # the caller as is, or as the kernel's internal ERESTARTSYS (errno 512)
+                # from a lock wait: say what a caller sees once the daemon is gone.
+                error, why = errno.ENOTCONN, "shutting down"
+            replier.reply(slot, req.unique, -error, None)
             if self.debug:
-                log.debug("tx %d: EINTR (interrupted)", req.unique)
+                log.debug("tx %d: %s (%s)", req.unique, errno.errorcode[error], why)
             raise
         except _BadReturn as exc:
             self.stats.handler_failures += 1
@@ -624,6 +636,17 @@ class Dispatcher:
         return None
 
     async def _lseek(self, r: P.Lseek) -> Body:
+        if self.writeback_cache:
+            # The kernel sends LSEEK without writing back the data it caches, so a
+            # handler would answer from stale sizes and holes (SEEK_DATA past data
+            # that is still in the page cache: a sparse-aware copy would skip it).
+            # ENOSYS makes the kernel stop asking and treat the file as all data,
+            # which is always correct.
+            log.info(
+                "SEEK_DATA/SEEK_HOLE are answered by the kernel (the whole file is data): "
+                "with writeback_cache, lseek() would not see the data the kernel caches"
+            )
+            raise FUSEError(errno.ENOSYS)
         off = await self.ops.lseek(r.fh, r.offset, r.whence)
         if type(off) is not int or off < 0:
             raise _BadReturn("lseek", "a non-negative int", off)

@@ -251,7 +251,10 @@ class Operations:
     async def lseek(self, fh: int, offset: int, whence: int) -> int:
         """Answer ``SEEK_DATA``/``SEEK_HOLE`` (other whences are the kernel's job).
 
-        Default: ENOSYS (the kernel treats the whole file as data).
+        Not called with the ``writeback_cache`` option: the kernel asks without first
+        writing back the data it caches, so the answer could skip that data; the
+        framework answers ENOSYS for you. Default: ENOSYS (the kernel treats the whole
+        file as data).
         """
         raise _enosys()
 
