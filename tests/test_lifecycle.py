@@ -19,6 +19,7 @@ from conftest import IN_CI, REPO, client
 from hello import HELLO_DATA, HelloFS
 
 import trio_fuse_uring as tfu
+from trio_fuse_uring import _mountlib
 from trio_fuse_uring._mountlib import connection_id, is_mountpoint
 
 NOBODY = 65534
@@ -263,3 +264,42 @@ async def test_killed_daemon_gives_enotconn_and_auto_unmount_clears(transport, p
     # A new daemon mounts on the same mountpoint and serves.
     async with tfu.mount(HelloFS(), mnt, tfu.Options(transport=transport)):
         assert await client(Path(mnt, "hello").read_bytes) == HELLO_DATA
+
+
+async def test_auto_unmount_covers_a_daemon_killed_right_after_mounting(transport, public_dir):
+    """The watchdog used to start after the mount: a daemon killed in between (a
+    fusermount3 mount takes a while) left a dead mount for good. It now starts first
+    and, if the daemon dies before telling it the connection, takes the mount that
+    appeared on the path since."""
+    mnt = str(public_dir)
+    watchdog = _mountlib.MountHandle(mnt, -1, via_fusermount=False)
+    _mountlib._start_watchdog(watchdog)  # what mount() does first
+    assert watchdog.watchdog is not None
+    try:
+        # The mount appears (here: a daemon without a watchdog of its own), then its
+        # owner dies without writing the connection id: the pipe's last end closes.
+        cmd = [sys.executable, "-c", _DAEMON, mnt, transport, str(REPO / "examples"), "0"]
+        proc = await trio.lowlevel.open_process(cmd, stderr=subprocess.DEVNULL)
+        await _wait_mounted(mnt, proc)
+        proc.kill()
+        await proc.wait()
+        os.close(watchdog.watchdog_pipe)
+        watchdog.watchdog_pipe = -1
+        with trio.fail_after(15):
+            while is_mountpoint(mnt):
+                await trio.sleep(0.05)
+            assert await trio.to_thread.run_sync(watchdog.watchdog.wait) == 0
+    finally:
+        _mountlib.release_helper(watchdog)
+        if is_mountpoint(mnt):
+            _mountlib.unmount(watchdog, lazy=True)
+
+
+async def test_auto_unmount_watchdog_leaves_a_failed_mount_alone(public_dir):
+    # The daemon dies before mounting: nothing new is on the path, nothing is touched.
+    mnt = str(public_dir)
+    watchdog = _mountlib.MountHandle(mnt, -1, via_fusermount=False)
+    _mountlib._start_watchdog(watchdog)
+    assert watchdog.watchdog is not None
+    _mountlib.release_helper(watchdog)  # closes the pipe, waits for the exit
+    assert watchdog.watchdog is None and not is_mountpoint(mnt)

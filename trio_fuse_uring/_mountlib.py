@@ -134,26 +134,40 @@ def mount(mountpoint: str, options: Options) -> MountHandle:
     """
     path = check_mountpoint(mountpoint)
     mounter = _mount_direct if os.geteuid() == 0 else _mount_fusermount
-    handle = mounter(path, options)
+    # The watchdog starts before the mount, so that a daemon killed right after
+    # mounting (before it could start a process) still leaves no dead mount.
+    watchdog = MountHandle(path, -1, via_fusermount=False)
+    if options.auto_unmount:
+        _start_watchdog(watchdog)
+    try:
+        handle = mounter(path, options)
+    except BaseException:
+        release_helper(watchdog)
+        raise
+    handle.watchdog, handle.watchdog_pipe = watchdog.watchdog, watchdog.watchdog_pipe
     if options.auto_unmount:
         try:
-            _start_watchdog(handle)
+            conn = connection_id(path)
+            if conn is None:
+                raise MountError(errno.EIO, f"{path} vanished right after mounting")
+            os.write(handle.watchdog_pipe, b"%d\n" % conn)
         except BaseException:
             unmount(handle, lazy=True)
             os.close(handle.fd)
+            release_helper(handle)
             raise
     return handle
 
 
 def _start_watchdog(handle: MountHandle) -> None:
-    conn = connection_id(handle.mountpoint)
-    if conn is None:
-        raise MountError(errno.EIO, f"{handle.mountpoint} vanished right after mounting")
+    # It learns the mount's connection id through the pipe once mounted; until then it
+    # knows what was mounted at the path before (usually nothing).
+    before = connection_id(handle.mountpoint)
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         handle.watchdog = subprocess.Popen(
             [sys.executable, "-m", "trio_fuse_uring._watchdog", str(r), handle.mountpoint,
-             str(conn)],
+             "-" if before is None else str(before)],
             pass_fds=(r,), stdin=subprocess.DEVNULL, cwd="/", start_new_session=True,
         )  # fmt: skip
     except BaseException:
@@ -282,10 +296,11 @@ def connection_id(mountpoint: str) -> int | None:
     the filesystem itself, which deadlocks when called from the thread serving it.
     """
     path = os.path.abspath(mountpoint)
-    for fields in _mountinfo():
+    conn = None
+    for fields in _mountinfo():  # the last one is on top, where the path leads
         if _unescape(fields[4]) == path:
-            return int(fields[2].partition(":")[2])
-    return None
+            conn = int(fields[2].partition(":")[2])
+    return conn
 
 
 def abort_connection(conn: int) -> bool:

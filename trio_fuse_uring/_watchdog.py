@@ -10,7 +10,9 @@ socket closes. Over io-uring the kernel releases /dev/fuse only when it has torn
 daemon's rings down, a little later, so the connection still looks alive at that
 moment and fusermount3 leaves the dead mount behind.
 
-Usage (internal): ``python -m trio_fuse_uring._watchdog FD MOUNTPOINT CONN_ID``.
+Usage (internal): ``python -m trio_fuse_uring._watchdog FD MOUNTPOINT BEFORE``: BEFORE is
+the connection id on top of MOUNTPOINT before mounting, or ``-``; the daemon writes the
+new mount's connection id into the pipe once mounted.
 """
 
 from __future__ import annotations
@@ -33,16 +35,28 @@ def _dead(mountpoint: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    fd, mountpoint, conn = int(argv[1]), argv[2], int(argv[3])
+    fd, mountpoint, before = int(argv[1]), argv[2], argv[3]
     os.chdir("/")  # never keep the mount (or anything else) busy
-    while True:  # wait for EOF: the daemon is gone
+    told = b""
+    while True:  # the daemon writes its connection id once mounted; EOF: it is gone
         try:
-            if not os.read(fd, 1):
-                break
+            chunk = os.read(fd, 64)
         except InterruptedError:
             continue
+        if not chunk:
+            break
+        told += chunk
     from ._mountlib import MountHandle, connection_id, unmount
 
+    if told.strip():
+        conn = int(told)
+    else:
+        # It died between mounting and telling: a connection on top of the path that
+        # was not there when it started us is its mount.
+        now = connection_id(mountpoint)
+        if now is None or str(now) == before:
+            return 0  # it died before mounting
+        conn = now
     deadline = time.monotonic() + SETTLE_SECONDS
     while time.monotonic() < deadline:
         if connection_id(mountpoint) != conn:
