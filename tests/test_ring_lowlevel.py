@@ -738,9 +738,15 @@ def test_register_failure_falls_back_to_devfuse(env: None) -> None:
         assert sum(srv.stats(q).errors for q in range(srv.nr_queues)) == srv.nent
         # nothing is pending in the kernel: a plain stop is enough
         check(lib.tfu_ring_stop(srv.r, 0))
-        assert lib.tfu_ring_join(srv.r, 2000) == 0
+        assert lib.tfu_ring_join(srv.r, 10_000) == 0, _status(srv)  # a bound, not a timing
         srv.joined = True
     assert new_threads(before) == {}
+
+
+def _status(srv: Any) -> str:
+    st = srv.status()
+    fields = ("in_kernel", "in_user", "released", "threads", "threads_alive", "conn_gone")
+    return ", ".join(f"{k}={getattr(st, k)}" for k in fields)
 
 
 def test_unmount_releases_entries_and_threads_exit(env: None) -> None:
@@ -756,7 +762,7 @@ def test_unmount_releases_entries_and_threads_exit(env: None) -> None:
         check(lib.tfu_ring_stop(srv.r, 0))
         assert lib.tfu_ring_join(srv.r, 200) == -errno.ETIMEDOUT
         m.umount(0)
-        assert lib.tfu_ring_join(srv.r, 2000) == 0
+        assert lib.tfu_ring_join(srv.r, 10_000) == 0, _status(srv)  # a bound, not a timing
         srv.joined = True
         st = srv.status()
         assert (st.in_kernel, st.in_user, st.released) == (0, 0, srv.nent)
@@ -792,7 +798,7 @@ def test_unmount_with_held_entries_and_force_stop(env: None) -> None:
         t.join(5)
         assert not t.is_alive() and res, "client not failed by the abort"
         check(lib.tfu_ring_stop(srv.r, 0))
-        assert lib.tfu_ring_join(srv.r, 2000) == 0
+        assert lib.tfu_ring_join(srv.r, 10_000) == 0, _status(srv)  # a bound, not a timing
         srv.joined = True
         # committing after the threads are gone is harmless
         for e in srv.held:
@@ -802,7 +808,7 @@ def test_unmount_with_held_entries_and_force_stop(env: None) -> None:
     # force stop while mounted and entries are pending in the kernel
     with served_mount(depth=2) as (m, srv, _reader):
         check(lib.tfu_ring_stop(srv.r, 1))
-        assert lib.tfu_ring_join(srv.r, 2000) == 0
+        assert lib.tfu_ring_join(srv.r, 10_000) == 0, _status(srv)  # a bound, not a timing
         srv.joined = True
     assert new_threads(before) == {}
 

@@ -1349,7 +1349,7 @@ static int join_all(tfu_ring *r, int timeout_ms)
 {
     struct timespec dl;
     if (timeout_ms >= 0) {
-        clock_gettime(CLOCK_REALTIME, &dl);
+        clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += timeout_ms / 1000;
         dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
         if (dl.tv_nsec >= 1000000000L) {
@@ -1362,7 +1362,7 @@ static int join_all(tfu_ring *r, int timeout_ms)
         struct tfu_thread *t = &r->threads[ti];
         if (!t->created || t->joined)
             continue;
-        int e = timeout_ms >= 0 ? pthread_timedjoin_np(t->pth, NULL, &dl)
+        int e = timeout_ms >= 0 ? pthread_clockjoin_np(t->pth, NULL, CLOCK_MONOTONIC, &dl)
                                 : pthread_join(t->pth, NULL);
         if (e == 0)
             t->joined = 1;
