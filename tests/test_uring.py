@@ -14,7 +14,7 @@ from hello import HelloFS
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _abi
-from trio_fuse_uring._uring_support import possible_cpus
+from trio_fuse_uring._uring_support import cpu_list, possible_cpus
 
 _STAT_LOOP = """
 import os, sys
@@ -22,16 +22,6 @@ os.sched_setaffinity(0, {int(sys.argv[2])})
 for _ in range(int(sys.argv[3])):
     os.stat(sys.argv[1])
 """
-
-
-def _cpu_list(path: str) -> list[int]:
-    with open(path) as f:
-        text = f.read().strip()
-    cpus: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 def _queue_requests(m: tfu.Mount) -> dict[int, int]:
@@ -42,7 +32,7 @@ async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
     require("uring")
     # One queue thread per online CPU; the clients can be pinned only where this
     # process may run (CI under taskset or a cpuset may allow fewer).
-    online = _cpu_list("/sys/devices/system/cpu/online")
+    online = cpu_list("/sys/devices/system/cpu/online")
     allowed = [c for c in online if c in os.sched_getaffinity(0)]
     path = tmp_path / "m"
     path.mkdir()

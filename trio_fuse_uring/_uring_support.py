@@ -26,7 +26,12 @@ def enable_uring_param() -> str | None:
 
 def possible_cpus() -> list[int]:
     """CPUs the kernel considers possible: one FUSE ring queue each (not os.cpu_count())."""
-    with open(_abi.POSSIBLE_CPUS_FILE) as f:
+    return cpu_list(_abi.POSSIBLE_CPUS_FILE)
+
+
+def cpu_list(path: str) -> list[int]:
+    """The CPUs of a sysfs CPU list file such as ``/sys/devices/system/cpu/online``."""
+    with open(path) as f:
         text = f.read().strip()
     cpus: list[int] = []
     for part in text.split(","):
