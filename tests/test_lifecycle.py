@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -122,6 +123,52 @@ async def test_repeated_signal_during_cleanup_still_exits_cleanly(transport, pub
     assert b"again; still unmounting" in log
     assert b"Traceback" not in log and b"returned" in log
     assert not is_mountpoint(mnt)
+
+
+_INSIDE = """
+import os, sys, time
+os.chdir(sys.argv[1])
+print("in", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_unprivileged_busy_mount_is_detached_at_once(transport, public_dir):
+    """fusermount3 -u -q also hid why it failed, so an unprivileged daemon never saw
+    EBUSY: leaving a busy mount waited UNMOUNT_TIMEOUT instead of detaching it."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or not shutil.which("fusermount3"):
+        pytest.skip("needs root (to become another uid), setpriv and fusermount3")
+    mnt = str(public_dir)
+    cmd = [*_as_nobody(), sys.executable, HELLO, mnt, "--transport", transport]
+    inside = None
+    try:
+        async with _daemon(cmd, mnt) as proc:
+            # A process of the same user whose working directory is in the mount.
+            inside = await trio.lowlevel.open_process(
+                [*_as_nobody(), sys.executable, "-c", _INSIDE, mnt], stdout=subprocess.PIPE
+            )
+            assert inside.stdout is not None
+            said = b""
+            with trio.fail_after(15):
+                while not said.endswith(b"\n"):
+                    said += await inside.stdout.receive_some()
+            assert said == b"in\n"
+            proc.send_signal(signal.SIGTERM)
+            log = b""
+            assert proc.stderr is not None
+            with trio.fail_after(15):
+                while chunk := await proc.stderr.receive_some():
+                    log += chunk
+                await proc.wait()
+        assert proc.returncode == 0, log
+        assert b"is busy; detaching it" in log, log
+        assert not is_mountpoint(mnt)
+    finally:
+        if inside is not None:
+            inside.kill()
+            await inside.wait()
+            assert inside.stdout is not None
+            await inside.stdout.aclose()
 
 
 async def test_unprivileged_user_mounts_through_fusermount3(transport, public_dir):
@@ -303,3 +350,47 @@ async def test_auto_unmount_watchdog_leaves_a_failed_mount_alone(public_dir):
     assert watchdog.watchdog is not None
     _mountlib.release_helper(watchdog)  # closes the pipe, waits for the exit
     assert watchdog.watchdog is None and not is_mountpoint(mnt)
+
+
+# ---- which mount is ours -------------------------------------------------------------------
+
+
+async def test_mountpoint_given_as_a_symlink(transport, tmp_path):
+    """mount(2) follows the link; unmounting by the link's path found nothing, so
+    leaving the mount stalled for UNMOUNT_TIMEOUT and left a dead mount behind."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    async with tfu.mount(HelloFS(), link, tfu.Options(transport=transport)) as m:
+        assert m.mountpoint == str(real)
+        assert await client(Path(link, "hello").read_bytes) == HELLO_DATA
+    assert not is_mountpoint(str(real))
+
+
+async def _hold(
+    path: Path, opts: tfu.Options, scope: trio.CancelScope, *, task_status: Any
+) -> None:
+    with scope:
+        async with tfu.mount(HelloFS(), path, opts) as m:
+            task_status.started(m)
+            await trio.sleep_forever()
+
+
+async def test_leaving_a_mount_leaves_a_newer_mount_at_the_same_path_alone(transport, tmp_path):
+    """Unmounted from outside, then a new daemon mounts at the same place (a service
+    restart): the old one, leaving, used to lazily unmount the new one's mount."""
+    path = tmp_path / "m"
+    path.mkdir()
+    opts = tfu.Options(transport=transport)
+    async with trio.open_nursery() as nursery:
+        new_scope = trio.CancelScope()
+        async with tfu.mount(HelloFS(), path, opts) as old:
+            await trio.run_process(["umount", str(path)])
+            with trio.fail_after(10):
+                await old.wait_unmounted()
+            new = await nursery.start(_hold, path, opts, new_scope)
+        assert connection_id(str(path)) == new._s.handle.conn
+        assert await client(Path(path, "hello").read_bytes) == HELLO_DATA
+        new_scope.cancel()
+    assert not is_mountpoint(str(path))

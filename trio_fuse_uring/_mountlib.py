@@ -84,6 +84,8 @@ class MountHandle:
     #: auto_unmount: the watchdog process and the pipe end whose EOF wakes it.
     watchdog: subprocess.Popen[bytes] | None = None
     watchdog_pipe: int = -1
+    #: The mount's connection id: unmounting leaves any other mount at the path alone.
+    conn: int | None = None
 
 
 def open_dev_fuse() -> int:
@@ -102,7 +104,9 @@ def open_dev_fuse() -> int:
 
 
 def check_mountpoint(mountpoint: str) -> str:
-    path = os.path.abspath(mountpoint)
+    # mount(2) follows symlinks, and mountinfo then shows the real path: unmounting
+    # and every later check must use that one.
+    path = os.path.realpath(mountpoint)
     try:
         st = os.stat(path)
         if is_mountpoint(path):
@@ -145,17 +149,17 @@ def mount(mountpoint: str, options: Options) -> MountHandle:
         release_helper(watchdog)
         raise
     handle.watchdog, handle.watchdog_pipe = watchdog.watchdog, watchdog.watchdog_pipe
-    if options.auto_unmount:
-        try:
-            conn = connection_id(path)
-            if conn is None:
-                raise MountError(errno.EIO, f"{path} vanished right after mounting")
-            os.write(handle.watchdog_pipe, b"%d\n" % conn)
-        except BaseException:
-            unmount(handle, lazy=True)
-            os.close(handle.fd)
-            release_helper(handle)
-            raise
+    try:
+        handle.conn = connection_id(path)
+        if handle.conn is None:
+            raise MountError(errno.EIO, f"{path} vanished right after mounting")
+        if options.auto_unmount:
+            os.write(handle.watchdog_pipe, b"%d\n" % handle.conn)
+    except BaseException:
+        unmount(handle, lazy=True)
+        os.close(handle.fd)
+        release_helper(handle)
+        raise
     return handle
 
 
@@ -256,7 +260,15 @@ def _mount_fusermount(path: str, options: Options) -> MountHandle:
 
 
 def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
-    """Unmount; returns 0 or an errno (EBUSY: files are open; EINVAL: not mounted)."""
+    """Unmount; returns 0 or an errno (EBUSY: files are open; EINVAL: not mounted).
+
+    With ``handle.conn`` known, only that mount: if the path now leads to another (a
+    mount stacked on ours, or ours detached and another mounted there), it is left
+    alone and the answer is EINVAL. Connection ids are reused once a connection ends:
+    callers that know theirs ended must not call this at all.
+    """
+    if handle.conn is not None and connection_id(handle.mountpoint) != handle.conn:
+        return errno.EINVAL
     if not handle.via_fusermount and os.geteuid() == 0:
         rc = _libc.umount2(
             handle.mountpoint.encode(), (MNT_DETACH if lazy else 0) | UMOUNT_NOFOLLOW
@@ -265,7 +277,8 @@ def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
     helper = _fusermount()
     if helper is None:
         return errno.ENOENT
-    cmd = [helper, "-u", "-q"] + (["-z"] if lazy else []) + ["--", handle.mountpoint]
+    # No -q: it also silences the reason, which tells EBUSY from the rest.
+    cmd = [helper, "-u"] + (["-z"] if lazy else []) + ["--", handle.mountpoint]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     if proc.returncode == 0:
         return 0

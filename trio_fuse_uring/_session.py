@@ -261,6 +261,11 @@ class _Session:
                     await self.ring.aclose(force=alive)
             self.finished.set()
 
+    @property
+    def connection_gone(self) -> bool:
+        """The kernel ended our connection: our mount is gone."""
+        return self.devfuse is not None and self.devfuse.gone.is_set()
+
     async def destroy(self) -> None:
         """Call the handler's ``destroy()`` once if ``init()`` was called: after the last
         request and the unmount, however serving ended (an unmount, a cancelled scope, a
@@ -409,8 +414,14 @@ class _Session:
         """
         if self.finished.is_set():
             return
-        conn = _mountlib.connection_id(self.mountpoint) if os.geteuid() == 0 else None
+        conn = self.handle.conn if os.geteuid() == 0 else None
         err = await trio.to_thread.run_sync(_mountlib.unmount, self.handle)
+        if err == errno.EINVAL:
+            # Not on top of the path any more (detached from outside, or another mount
+            # stacked on it) yet still serving: nobody will after we leave.
+            if conn is not None:
+                _mountlib.abort_connection(conn)
+            return  # else closing our fd and rings aborts it
         if err == errno.EBUSY:
             log.warning("%s is busy; detaching it and aborting its connection", self.mountpoint)
             await trio.to_thread.run_sync(lambda: _mountlib.unmount(self.handle, lazy=True))
@@ -466,7 +477,9 @@ async def mount(
     finally:
         session.fd.close()
         with trio.CancelScope(shield=True):
-            if _mountlib.is_mountpoint(handle.mountpoint):
+            # Only ours, and only while our connection lives: once the kernel ended it,
+            # its id may already belong to a new mount at the same path.
+            if not session.connection_gone:
                 await trio.to_thread.run_sync(lambda: _mountlib.unmount(handle, lazy=True))
             await trio.to_thread.run_sync(_mountlib.release_helper, handle)
             await session.destroy()

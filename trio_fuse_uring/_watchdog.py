@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         if connection_id(mountpoint) != conn:
             return 0  # unmounted cleanly (or someone else's mount now): nothing to do
         if _dead(mountpoint):
-            handle = MountHandle(mountpoint, -1, via_fusermount=os.geteuid() != 0)
+            handle = MountHandle(mountpoint, -1, via_fusermount=os.geteuid() != 0, conn=conn)
             return 0 if unmount(handle, lazy=True) == 0 else 1
         time.sleep(0.05)
     return 1
