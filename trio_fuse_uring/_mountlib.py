@@ -316,6 +316,18 @@ def connection_id(mountpoint: str) -> int | None:
     return conn
 
 
+def is_dead(mountpoint: str) -> bool:
+    """Whether the FUSE mount on top of ``mountpoint`` lost its daemon (ENOTCONN).
+
+    statfs always asks the daemon, so call it from a thread that does not serve it.
+    """
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
+
+
 def abort_connection(conn: int) -> bool:
     """Abort a connection through fusectl (root only): every waiter gets ENOTCONN."""
     try:

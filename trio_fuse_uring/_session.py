@@ -477,12 +477,22 @@ async def mount(
     finally:
         session.fd.close()
         with trio.CancelScope(shield=True):
-            # Only ours, and only while our connection lives: once the kernel ended it,
-            # its id may already belong to a new mount at the same path.
-            if not session.connection_gone:
-                await trio.to_thread.run_sync(lambda: _mountlib.unmount(handle, lazy=True))
+            # Only ours. Once the kernel ended our connection its id may belong to a new
+            # mount at the same path, so then only a dead mount with our id is ours
+            # (aborted through fusectl, not unmounted).
+            await trio.to_thread.run_sync(_unmount_if_ours, session)
             await trio.to_thread.run_sync(_mountlib.release_helper, handle)
             await session.destroy()
+
+
+def _unmount_if_ours(session: _Session) -> None:
+    handle = session.handle
+    if session.connection_gone and not (
+        _mountlib.connection_id(handle.mountpoint) == handle.conn
+        and _mountlib.is_dead(handle.mountpoint)
+    ):
+        return
+    _mountlib.unmount(handle, lazy=True)
 
 
 def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -17,21 +17,12 @@ new mount's connection id into the pipe once mounted.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import time
 
 #: How long to wait for the kernel to declare the dead daemon's connection gone.
 SETTLE_SECONDS = 30.0
-
-
-def _dead(mountpoint: str) -> bool:
-    try:
-        os.statvfs(mountpoint)
-    except OSError as exc:
-        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
-    return False
 
 
 def main(argv: list[str]) -> int:
@@ -46,7 +37,7 @@ def main(argv: list[str]) -> int:
         if not chunk:
             break
         told += chunk
-    from ._mountlib import MountHandle, connection_id, unmount
+    from ._mountlib import MountHandle, connection_id, is_dead, unmount
 
     if told.strip():
         conn = int(told)
@@ -61,7 +52,7 @@ def main(argv: list[str]) -> int:
     while time.monotonic() < deadline:
         if connection_id(mountpoint) != conn:
             return 0  # unmounted cleanly (or someone else's mount now): nothing to do
-        if _dead(mountpoint):
+        if is_dead(mountpoint):
             handle = MountHandle(mountpoint, -1, via_fusermount=os.geteuid() != 0, conn=conn)
             return 0 if unmount(handle, lazy=True) == 0 else 1
         time.sleep(0.05)
