@@ -394,3 +394,13 @@ async def test_leaving_a_mount_leaves_a_newer_mount_at_the_same_path_alone(trans
         assert await client(Path(path, "hello").read_bytes) == HELLO_DATA
         new_scope.cancel()
     assert not is_mountpoint(str(path))
+
+
+async def test_unknown_mount_option_is_named(transport, tmp_path):
+    # The kernel says only EINVAL; the error names the options the user added.
+    with pytest.raises(tfu.MountError, match="check these mount options: bogus_opt"):
+        async with tfu.mount(
+            HelloFS(), tmp_path, tfu.Options(transport=transport, extra=("bogus_opt",))
+        ):
+            pass
+    assert not is_mountpoint(str(tmp_path))

@@ -216,7 +216,11 @@ def _mount_direct(path: str, options: Options) -> MountHandle:
         )  # fmt: skip
         if rc != 0:
             err = ctypes.get_errno()
-            raise MountError(err, f"mount(2) of {path} failed: {os.strerror(err)}")
+            why = f"mount(2) of {path} failed: {os.strerror(err)}"
+            if err == errno.EINVAL and data:
+                # The kernel does not say which: name the ones that came from the user.
+                why += f" (check these mount options: {','.join(data)})"
+            raise MountError(err, why)
     except BaseException:
         os.close(fd)
         raise
