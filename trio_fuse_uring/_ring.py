@@ -410,9 +410,10 @@ class RingTransport:
             log.warning("ring queues did not drain after unmount; tearing them down")
             lib.tfu_ring_stop(r, 1)
             rc = await trio.to_thread.run_sync(lib.tfu_ring_join, r, 10000)
-            if rc < 0:
-                log.error("ring queue threads did not exit: %s; leaking them", os.strerror(-rc))
-                return
+        if rc < 0:
+            # A thread still running may touch the buffers and the ring: never free them.
+            log.error("ring queue threads did not exit: %s; leaking them", os.strerror(-rc))
+            return
         self._headers.clear()
         self._payloads.clear()
         lib.tfu_ring_destroy(r)
