@@ -116,6 +116,13 @@ def ring_threads() -> list[str]:
     return names
 
 
+async def no_ring_threads(timeout: float = 5) -> None:
+    """Wait until no queue thread is listed: a joined thread leaves /proc a moment later."""
+    with trio.fail_after(timeout):
+        while ring_threads():
+            await trio.sleep(0.01)
+
+
 def open_fds() -> set[str]:
     """This process's open file descriptors (to check that nothing leaks)."""
     return set(os.listdir("/proc/self/fd"))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, open_fds, require, ring_threads
+from conftest import client, no_ring_threads, open_fds, require
 from hello import HELLO_DATA, HelloFS
 from memfs import MemFS
 
@@ -446,7 +446,7 @@ async def test_unmount_cancels_blocked_handlers(tmp_path, transport):
     finally:
         for proc in procs:
             await _stop(proc)
-    assert ring_threads() == []
+    await no_ring_threads()
 
 
 # ---- cancelling the scope that owns the mount, hundreds of requests in flight -----------------
@@ -549,7 +549,7 @@ async def test_cancel_owner_scope_with_hundreds_in_flight(tmp_path, transport):
     finally:
         await _stop(proc)
     assert not is_mountpoint(str(path))
-    assert ring_threads() == []
+    await no_ring_threads()
     await trio.sleep(0.1)
     leftover = {t for t in threading.enumerate() if t.ident not in threads_before}
     # trio's thread cache keeps idle workers around; anything else is a leak.
@@ -582,7 +582,7 @@ async def test_register_refused_auto_falls_back(tmp_path, register_refused, capl
             assert stats["requests"]["devfuse"] > 0
     assert "refused ring registration" in caplog.text and "fall back to /dev/fuse" in caplog.text
     assert not is_mountpoint(str(path))
-    assert ring_threads() == []
+    await no_ring_threads()
 
 
 async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refused):
@@ -594,5 +594,5 @@ async def test_register_refused_uring_is_a_clear_error(tmp_path, register_refuse
             async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring")):
                 pytest.fail("mounted over io-uring although registration was refused")
     assert not is_mountpoint(str(path))
-    assert ring_threads() == []
+    await no_ring_threads()
     assert open_fds() - fds_before == set()

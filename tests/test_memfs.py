@@ -623,7 +623,7 @@ except OSError as exc:
 """
 
 
-async def test_lock_waiter_gets_enotconn_when_the_mount_shuts_down(transport, tmp_path):
+async def test_lock_waiter_gets_a_real_errno_when_the_mount_shuts_down(transport, tmp_path):
     """A shutdown cancels waiting handlers; they used to answer EINTR as if
     interrupted, and the kernel turned that into its internal ERESTARTSYS for a lock
     wait: the waiter failed with errno 512 ("Unknown error 512")."""
@@ -656,7 +656,11 @@ async def test_lock_waiter_gets_enotconn_when_the_mount_shuts_down(transport, tm
             out = b""
             while chunk := await waiter.stdout.receive_some():
                 out += chunk
-        assert out.split() == [b"waiting", str(errno.ENOTCONN).encode()]
+        # ENOTCONN from the handler, or ECONNABORTED if the abort of the busy mount
+        # reached the kernel before that reply: never 512, never EINTR.
+        gone = {str(errno.ENOTCONN).encode(), str(errno.ECONNABORTED).encode()}
+        waiting, got = out.split()
+        assert waiting == b"waiting" and got in gone, out
     finally:
         for p in procs:
             p.kill()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, open_fds, require, ring_threads
+from conftest import client, no_ring_threads, open_fds, require, ring_threads
 from hello import HelloFS
 
 import trio_fuse_uring as tfu
@@ -51,7 +51,7 @@ async def test_requests_arrive_on_the_callers_cpu_queue(tmp_path):
             # Every stat is a LOOKUP + GETATTR (timeouts 0), all on the pinned CPU's queue.
             assert grown[cpu] >= 200, grown
             assert sum(grown.values()) - grown[cpu] <= 5, grown
-    assert ring_threads() == []
+    await no_ring_threads()
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ async def test_unmount_under_load_leaves_nothing(tmp_path, transport):
                 p.kill()
             assert p.stdout is not None
             await p.stdout.aclose()
-    assert ring_threads() == []
+    await no_ring_threads()
     assert open_fds() - fds_before == set()
     from trio_fuse_uring._mountlib import is_mountpoint
 
@@ -178,4 +178,4 @@ async def test_unknown_handoff_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="TRIO_FUSE_URING_HANDOFF must be"):
         async with tfu.mount(HelloFS(), path, tfu.Options(transport="uring")):
             pass
-    assert ring_threads() == []
+    await no_ring_threads()

@@ -333,7 +333,8 @@ def is_dead(mountpoint: str) -> bool:
 
 
 def abort_connection(conn: int) -> bool:
-    """Abort a connection through fusectl (root only): every waiter gets ENOTCONN."""
+    """Abort a connection through fusectl (root only): requests still unanswered fail
+    with ECONNABORTED, later ones with ENOTCONN."""
     try:
         with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
             f.write("1")
