@@ -263,7 +263,7 @@ class _Session:
 
     @property
     def connection_gone(self) -> bool:
-        """The kernel ended our connection: our mount is gone."""
+        """The kernel ended our connection: our mount was unmounted, or aborted (dead)."""
         return self.devfuse is not None and self.devfuse.gone.is_set()
 
     async def destroy(self) -> None:
