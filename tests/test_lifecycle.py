@@ -404,3 +404,41 @@ async def test_unknown_mount_option_is_named(transport, tmp_path):
         ):
             pass
     assert not is_mountpoint(str(tmp_path))
+
+
+_HOLDER = """
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("open", flush=True)
+time.sleep(60)
+"""
+
+
+async def test_leaving_a_lazily_detached_busy_mount_aborts_it_at_once(transport, tmp_path, caplog):
+    """Detached from outside (umount -l) while another process keeps a file open, the
+    connection lives on; leaving the mount must end it at once. It used to try the path,
+    wait UNMOUNT_TIMEOUT for an end that never came, and only then abort."""
+    path = tmp_path / "m"
+    path.mkdir()
+    holder = None
+    try:
+        async with tfu.mount(HelloFS(), path, tfu.Options(transport=transport)) as m:
+            # (Not in this process: its own forks would flush the file in the child
+            # between fork and exec, while this process waits for that child.)
+            holder = await trio.lowlevel.open_process(
+                [sys.executable, "-c", _HOLDER, str(path / "hello")], stdout=subprocess.PIPE
+            )
+            assert holder.stdout is not None
+            said = b""
+            with trio.fail_after(15):
+                while not said.endswith(b"\n"):
+                    said += await holder.stdout.receive_some()
+            await trio.run_process(["umount", "-l", str(path)])
+            assert not is_mountpoint(str(path)) and not m._s.connection_gone
+        assert "did not end after unmount" not in caplog.text
+    finally:
+        if holder is not None:
+            holder.kill()
+            await holder.wait()
+            assert holder.stdout is not None
+            await holder.stdout.aclose()

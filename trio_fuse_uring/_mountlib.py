@@ -268,8 +268,9 @@ def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
 
     With ``handle.conn`` known, only that mount: if the path now leads to another (a
     mount stacked on ours, or ours detached and another mounted there), it is left
-    alone and the answer is EINVAL. Connection ids are reused once a connection ends:
-    callers that know theirs ended must not call this at all.
+    alone and the answer is EINVAL. Connection ids are reused once a connection ends,
+    so a caller whose connection ended must first make sure the mount with that id is
+    still its own (``_session._unmount_if_ours``: a dead one).
     """
     if handle.conn is not None and connection_id(handle.mountpoint) != handle.conn:
         return errno.EINVAL

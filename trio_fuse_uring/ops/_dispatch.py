@@ -642,10 +642,12 @@ class Dispatcher:
             # that is still in the page cache: a sparse-aware copy would skip it).
             # ENOSYS makes the kernel stop asking and treat the file as all data,
             # which is always correct.
-            log.info(
-                "SEEK_DATA/SEEK_HOLE are answered by the kernel (the whole file is data): "
-                "with writeback_cache, lseek() would not see the data the kernel caches"
-            )
+            if _overrides(self.ops, "lseek"):  # once: the kernel stops asking
+                log.info(
+                    "SEEK_DATA/SEEK_HOLE are answered by the kernel (the whole file is "
+                    "data): with writeback_cache, lseek() would not see the data the "
+                    "kernel caches"
+                )
             raise FUSEError(errno.ENOSYS)
         off = await self.ops.lseek(r.fh, r.offset, r.whence)
         if type(off) is not int or off < 0:
