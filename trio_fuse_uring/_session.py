@@ -109,6 +109,7 @@ class Mount:
 
     @property
     def mountpoint(self) -> str:
+        """The absolute path mounted on, with symlinks resolved (as mount(2) did)."""
         return self._s.mountpoint
 
     @property
