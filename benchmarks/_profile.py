@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import run as R  # type: ignore[import-not-found]
+import _common as R  # type: ignore[import-not-found]
 
 PYSPY_S = 8
 PERF_S = 4
@@ -30,9 +30,9 @@ LAYERS = [
     "sleeping in epoll (eventfd / /dev/fuse readable)",
     "trio scheduler and task switching",
     "decode (_protocol/_decode.py, _requests.py)",
-    "dispatch (ops/_dispatch.py)",
+    "dispatch (_dispatch.py)",
     "handler (examples/passthrough.py, incl. its syscalls)",
-    "encode (_protocol/_encode.py, ops/_types.py)",
+    "encode (_protocol/_encode.py, _types.py)",
     "reply (copy into buffer + commit / writev)",
     "other",
 ]
@@ -72,9 +72,9 @@ def classify(frames: list[tuple[str, str, int]]) -> str:
             return LAYERS[6]
         if file.endswith("_protocol.py"):
             return LAYERS[3] if func.startswith("decode") or "decode" in src else LAYERS[6]
-        if file.endswith("ops/_types.py"):
+        if file.endswith("_types.py"):
             return LAYERS[6]
-        if file.endswith("ops/_dispatch.py"):
+        if file.endswith("_dispatch.py"):
             return LAYERS[4]
         if func in ("reply", "no_reply", "write_message") or "flush" in src:
             return LAYERS[7]

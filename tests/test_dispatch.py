@@ -21,6 +21,7 @@ import trio
 import trio.testing
 
 from trio_fuse_uring import _protocol as P
+from trio_fuse_uring._dispatch import Blocked, Dispatcher
 from trio_fuse_uring.ops import (
     DirEntry,
     EntryAttributes,
@@ -30,7 +31,6 @@ from trio_fuse_uring.ops import (
     RequestContext,
     SetattrFields,
 )
-from trio_fuse_uring.ops._dispatch import Blocked, Dispatcher
 
 HDR = "<IIQQIIIHH"  # fuse_in_header, from fuse.h
 LOGGER = "trio_fuse_uring"

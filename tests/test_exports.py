@@ -44,7 +44,7 @@ def test_classes_and_functions_have_docstrings(module: types.ModuleType) -> None
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
 def test_module_metadata_names_the_public_module(module: types.ModuleType) -> None:
-    # Tracebacks and reprs say trio_fuse_uring.FUSEError, not ...ops._types.FUSEError.
+    # Tracebacks and reprs say trio_fuse_uring.FUSEError, not ..._types.FUSEError.
     for name, obj in public_objects(module):
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue

@@ -86,7 +86,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
 
 
 def _fixup_module_metadata() -> None:
-    # Tracebacks and reprs say trio_fuse_uring.FUSEError, not ...ops._types.FUSEError.
+    # Tracebacks and reprs say trio_fuse_uring.FUSEError, not ..._types.FUSEError.
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("trio_fuse_uring."):

@@ -33,10 +33,10 @@ import trio
 
 from . import _protocol as P
 from ._abi import FUSE_IN_HEADER, FUSE_OUT_HEADER, FUSE_WRITE_IN
-from .ops._types import FileRange
+from ._types import FileRange
 
 if TYPE_CHECKING:
-    from .ops._dispatch import Body, Dispatcher
+    from ._dispatch import Body, Dispatcher
 
 log = logging.getLogger("trio_fuse_uring")
 
@@ -182,7 +182,7 @@ class DevFuseTransport:
 
     async def _reader(self) -> None:
         """One reader at a time: if a handler blocks, this task stays with it and starts a
-        new reader (see ops/_dispatch.py for why)."""
+        new reader (see _dispatch.py for why)."""
         assert self._nursery is not None
         buf = self._take_buffer()
         into = buf[_READ_AT:]

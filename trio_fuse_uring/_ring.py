@@ -42,13 +42,13 @@ import trio
 
 from . import _abi
 from . import _protocol as P
+from ._types import FileRange
 from ._uring_support import possible_cpus
-from .ops._types import FileRange
 
 if TYPE_CHECKING:
     from ._devfuse import FdHolder
+    from ._dispatch import Body, Dispatcher
     from ._options import Options
-    from .ops._dispatch import Body, Dispatcher
 
 from ._ring_cffi import ffi, lib  # type: ignore[import-not-found]
 
@@ -300,7 +300,7 @@ class RingTransport:
 
     async def _loop(self, pending: list[int]) -> None:
         """One serving task at a time: a handler that blocks keeps this task and the
-        rest of the batch goes to a new one (see ops/_dispatch.py)."""
+        rest of the batch goes to a new one (see _dispatch.py)."""
         assert self._nursery is not None
         r = self._r
         out = self._out

@@ -24,11 +24,11 @@ from . import _mountlib
 from . import _protocol as P
 from ._abi import InitFlag
 from ._devfuse import ConnectionGone, DevFuseTransport, FdHolder, read_one, write_message
+from ._dispatch import Body, Dispatcher, capabilities
 from ._options import Options
+from ._types import FUSEError, InitInfo
 from ._uring_support import UringUnavailable, unavailable_reason
-from .ops._dispatch import Body, Dispatcher, capabilities
 from .ops._operations import Operations
-from .ops._types import FUSEError, InitInfo
 
 log = logging.getLogger("trio_fuse_uring")
 

@@ -440,7 +440,7 @@ _NOARG_CLASSES: dict[int, type[Request]] = {
 }
 
 # opcode -> (size of its fixed argument struct, decoder). The one table that decoding,
-# splitting and debugging read; dispatch has its own table of handlers (ops/_dispatch.py).
+# splitting and debugging read; dispatch has its own table of handlers (_dispatch.py).
 _TABLE: dict[int, tuple[int, _Decoder]] = {
     Opcode.LOOKUP: (0, _d_lookup),
     Opcode.FORGET: (_abi.FUSE_FORGET_IN.size, _d_forget),

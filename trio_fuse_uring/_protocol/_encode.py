@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import _abi
 from .._abi import InitFlag
-from ..ops._types import EntryAttributes, StatvfsData
+from .._types import EntryAttributes, StatvfsData
 from ._decode import Negotiated
 from ._requests import Init, ProtocolError
 

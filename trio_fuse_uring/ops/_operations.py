@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator, Sequence
 
-from ._types import (
+from .._types import (
     DirEntry,
     EntryAttributes,
     FileInfo,

@@ -27,10 +27,9 @@ from typing import Any, Protocol
 
 import trio
 
-from .. import _abi
-from .. import _protocol as P
-from .._abi import Opcode
-from ._operations import Operations
+from . import _abi
+from . import _protocol as P
+from ._abi import Opcode
 from ._types import (
     DirEntry,
     EntryAttributes,
@@ -42,6 +41,7 @@ from ._types import (
     SetattrFields,
     StatvfsData,
 )
+from .ops._operations import Operations
 
 log = logging.getLogger("trio_fuse_uring")
 
