@@ -278,6 +278,7 @@ FUSE_NOTIFY_DELETE_OUT = struct.Struct("<QQII")  # parent child namelen padding,
 FUSE_NOTIFY_STORE_OUT = struct.Struct("<QQII")  # nodeid offset size padding, then data
 FUSE_NOTIFY_RETRIEVE_OUT = struct.Struct("<QQQII")  # notify_unique nodeid offset size padding
 FUSE_NOTIFY_RETRIEVE_IN = struct.Struct("<QQIIQQ")  # dummy1 offset size dummy2 dummy3 dummy4
+FUSE_NOTIFY_PRUNE_OUT = struct.Struct("<IIQ")  # count padding spare, then u64 nodeids[count]
 FUSE_EXT_HEADER = struct.Struct("<II")  # size type
 FUSE_SUPP_GROUPS = struct.Struct("<I")  # nr_groups, then u32 groups[]
 

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -34,6 +34,10 @@ log = logging.getLogger("trio_fuse_uring")
 
 #: How long an unmount may take before the connection is aborted instead.
 UNMOUNT_TIMEOUT = 5.0
+#: FUSE_NOTIFY_INC_EPOCH arrived with protocol 7.44 (Linux 6.16).
+INC_EPOCH_MINOR = 44
+#: Inodes per prune notification (the kernel also works through them 512 at a time).
+PRUNE_BATCH = 512
 
 _DEFAULT_WANT = (
     InitFlag.ASYNC_READ
@@ -159,6 +163,31 @@ class Mount:
         """Push ``data`` into the kernel's page cache of ``inode`` at ``offset``."""
         self._s.notifier.send(P.notify_store(inode, offset, bytes(data)))
 
+    def invalidate_all_entries(self) -> None:
+        """Drop every cached lookup at once (``FUSE_NOTIFY_INC_EPOCH``, Linux 6.16+).
+
+        The kernel starts a new epoch; each name it cached before is looked up again on
+        its next use. Open files and the cached data stay. On an older kernel (protocol
+        before 7.44) this raises ``FUSEError(ENOSYS)``.
+        """
+        if self._s.neg.minor < INC_EPOCH_MINOR:
+            raise FUSEError(errno.ENOSYS)
+        self._s.notifier.send(P.notify_inc_epoch())
+
+    def prune_inodes(self, inodes: Iterable[int]) -> None:
+        """Drop the kernel's unused cached names of ``inodes`` (``FUSE_NOTIFY_PRUNE``).
+
+        Unlike :meth:`invalidate_entry` it needs no parent and name: every alias (hard
+        link) of each inode goes, so the kernel may then forget the inode. Names in use
+        (a process's working directory, an open path lookup) stay. Needs the kernel's
+        prune notification (Linux 6.18+); where the
+        kernel lacks it, a warning is logged once and nothing else happens.
+        """
+        ids = [int(i) for i in inodes]
+        for start in range(0, len(ids), PRUNE_BATCH):
+            msg = P.notify_prune(ids[start : start + PRUNE_BATCH])
+            self._s.notifier.send(msg, self._s.prune_failed)
+
     def notify_poll_wakeup(self, kh: int) -> None:
         """Wake ``poll()`` waiters for the kernel handle ``kh`` given to ``Operations.poll``."""
         self._s.notifier.send(P.notify_poll_wakeup(kh))
@@ -233,6 +262,7 @@ class _Session:
         self.initialized = False  # ops.init() returned: ops.destroy() is owed
         self._notify_ids = itertools.count(1)
         self.neg = P.Negotiated()
+        self._prune_warned = False
 
     # ---- serving ----------------------------------------------------------------------------
 
@@ -360,6 +390,17 @@ class _Session:
         )
 
     # ---- notifications -------------------------------------------------------------------------
+
+    def prune_failed(self, err: int) -> None:
+        if err == errno.EINVAL and not self._prune_warned:
+            # Kernels without it refuse the unknown notification code with EINVAL.
+            self._prune_warned = True
+            log.warning(
+                "prune_inodes: this kernel does not support FUSE_NOTIFY_PRUNE (Linux 6.18+); "
+                "use invalidate_entry() or invalidate_all_entries() instead"
+            )
+        elif err not in (errno.EINVAL, errno.ENOENT):
+            log.warning("prune notification failed: %s", os.strerror(err))
 
     async def retrieve(self, inode: int, offset: int, size: int) -> bytes:
         notify_unique = next(self._notify_ids)

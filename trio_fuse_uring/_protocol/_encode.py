@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import _abi
@@ -287,6 +288,18 @@ def notify_poll_wakeup(kh: int) -> bytes:
     return _notify(_abi.NotifyCode.POLL, _abi.FUSE_NOTIFY_POLL_WAKEUP_OUT.pack(kh))
 
 
+def notify_inc_epoch() -> bytes:
+    """Start a new epoch: every cached lookup from an earlier one must be asked again."""
+    return _notify(_abi.NotifyCode.INC_EPOCH, b"")
+
+
+def notify_prune(inodes: Sequence[int]) -> bytes:
+    """Drop the kernel's unused cached names (dentries) of ``inodes``, all their aliases."""
+    ids = list(inodes)
+    body = _abi.FUSE_NOTIFY_PRUNE_OUT.pack(len(ids), 0, 0) + struct.pack(f"<{len(ids)}Q", *ids)
+    return _notify(_abi.NotifyCode.PRUNE, body)
+
+
 __all__ = [
     "DirentBuffer",
     "InitConfig",
@@ -303,9 +316,11 @@ __all__ = [
     "encode_xattr_size",
     "negotiate_init",
     "notify_delete",
+    "notify_inc_epoch",
     "notify_inval_entry",
     "notify_inval_inode",
     "notify_poll_wakeup",
+    "notify_prune",
     "notify_retrieve",
     "notify_store",
     "out_header",
