@@ -21,7 +21,7 @@ import struct
 import time
 import types
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,7 +50,7 @@ Body = bytes | bytearray | memoryview | FileRange | None
 
 
 class _NoReply(bytes):
-    """Marker result: the request takes no reply (FORGET, INTERRUPT, NOTIFY_REPLY)."""
+    """Marker result: the request takes no reply (``OpcodeInfo.replies`` is False)."""
 
 
 _NO_REPLY = _NoReply()
@@ -156,53 +156,9 @@ class Dispatcher:
         # synchronous step in which _handle set it, so concurrent requests cannot mix.
         self._starting: tuple[Replier, Any] | None = None
         self._handlers: dict[int, Callable[[Any], Awaitable[Body]]] = {
-            Opcode.LOOKUP: self._lookup,
-            Opcode.FORGET: self._forget,
-            Opcode.BATCH_FORGET: self._forget,
-            Opcode.GETATTR: self._getattr,
-            Opcode.SETATTR: self._setattr,
-            Opcode.READLINK: self._readlink,
-            Opcode.SYMLINK: self._symlink,
-            Opcode.MKNOD: self._mknod,
-            Opcode.MKDIR: self._mkdir,
-            Opcode.UNLINK: self._unlink,
-            Opcode.RMDIR: self._rmdir,
-            Opcode.RENAME: self._rename,
-            Opcode.RENAME2: self._rename,
-            Opcode.LINK: self._link,
-            Opcode.OPEN: self._open,
-            Opcode.CREATE: self._create,
-            Opcode.TMPFILE: self._create,
-            Opcode.READ: self._read,
-            Opcode.WRITE: self._write,
-            Opcode.STATFS: self._statfs,
-            Opcode.RELEASE: self._release,
-            Opcode.FSYNC: self._fsync,
-            Opcode.SETXATTR: self._setxattr,
-            Opcode.GETXATTR: self._getxattr,
-            Opcode.LISTXATTR: self._listxattr,
-            Opcode.REMOVEXATTR: self._removexattr,
-            Opcode.FLUSH: self._flush,
-            Opcode.OPENDIR: self._opendir,
-            Opcode.READDIR: self._readdir,
-            Opcode.READDIRPLUS: self._readdir,
-            Opcode.RELEASEDIR: self._releasedir,
-            Opcode.FSYNCDIR: self._fsyncdir,
-            Opcode.GETLK: self._getlk,
-            Opcode.SETLK: self._setlk,
-            Opcode.SETLKW: self._setlk,
-            Opcode.ACCESS: self._access,
-            Opcode.INTERRUPT: self._interrupt,
-            Opcode.BMAP: self._bmap,
-            Opcode.DESTROY: self._destroy,
-            Opcode.IOCTL: self._ioctl,
-            Opcode.POLL: self._poll,
-            Opcode.NOTIFY_REPLY: self._notify_reply,
-            Opcode.FALLOCATE: self._fallocate,
-            Opcode.LSEEK: self._lseek,
-            Opcode.COPY_FILE_RANGE: self._copy_file_range,
-            Opcode.COPY_FILE_RANGE_64: self._copy_file_range,
-            Opcode.SYNCFS: self._syncfs,
+            op: getattr(self, "_" + info.dispatch)
+            for op, info in P.OPCODES.items()
+            if info.dispatch is not None
         }
 
     # ---- the hand-off with transports ---------------------------------------------------
@@ -694,22 +650,11 @@ def _open_flags(fi: FileInfo) -> int:
     return int(flags)
 
 
-_HANDLER_NAMES: dict[int, str] = {
-    Opcode.BATCH_FORGET: "forget",
-    Opcode.RENAME2: "rename",
-    Opcode.READDIRPLUS: "readdir",
-    Opcode.SETLKW: "setlk",
-    Opcode.COPY_FILE_RANGE_64: "copy_file_range",
-}
-
-
 def _handler_name(opcode: int) -> str:
-    if opcode in _HANDLER_NAMES:
-        return _HANDLER_NAMES[opcode]
-    try:
-        return Opcode(opcode).name.lower()
-    except ValueError:
+    info = P.OPCODES.get(opcode)
+    if info is None:
         return f"opcode {opcode}"
+    return info.handler or info.opcode.name.lower()
 
 
 def _file_range(fr: FileRange, size: int, handler: str) -> FileRange:
@@ -730,8 +675,7 @@ def _overrides(ops: Operations, name: str) -> bool:
 
 
 def capabilities(ops: Operations) -> set[str]:
-    """Which optional handlers ``ops`` implements (drives INIT flags)."""
-    names: Sequence[str] = (
-        "open", "opendir", "getlk", "setlk", "flock", "readdir", "create", "lseek",
-    )  # fmt: skip
+    """Which handlers ``ops`` implements itself (drives INIT flags): those named in the
+    opcode table, and ``flock`` (called for SETLK and RELEASE of flock(2) locks)."""
+    names = {info.handler for info in P.OPCODES.values() if info.handler} | {"flock"}
     return {n for n in names if _overrides(ops, n)}

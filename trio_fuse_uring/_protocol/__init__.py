@@ -14,12 +14,10 @@ Every function documents its outcomes. Malformed input raises :class:`ProtocolEr
 any other exception escaping from this module is a bug.
 
 The package is split by direction: ``_requests`` (the typed requests), ``_decode``
-(bytes to requests) and ``_encode`` (replies, listings and notifications to bytes).
+(bytes to requests, and :data:`OPCODES`, the one table of what each opcode is) and
+``_encode`` (replies, listings and notifications to bytes).
 """
 
 from ._decode import *  # noqa: F403
-from ._decode import _arg_size as _arg_size
 from ._encode import *  # noqa: F403
-from ._encode import _attr_tuple as _attr_tuple
-from ._encode import _split_timeout as _split_timeout
 from ._requests import *  # noqa: F403

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .. import _abi
@@ -150,10 +150,10 @@ def _decode(h: tuple[int, ...], arg: memoryview, payload: memoryview, neg: Negot
         if ext > len(payload):
             raise ProtocolError(f"{ext} bytes of extensions do not fit in the payload")
         payload = payload[: len(payload) - ext]
-    entry = _TABLE.get(opcode)
-    if entry is None:
+    info = OPCODES.get(opcode)
+    if info is None:
         raise ProtocolError(f"unknown opcode {opcode}")
-    argsz, decoder = entry
+    argsz, decoder = info.arg_size, info.decode
     if opcode == Opcode.SETXATTR:
         argsz = _arg_size(opcode, neg)
     if len(arg) < argsz and opcode != Opcode.INIT:
@@ -211,16 +211,10 @@ _Common = tuple[int, int, int, int, int, int]
 _Decoder = Callable[[_Common, memoryview, memoryview, Negotiated], Request]
 
 
-def _d_lookup(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
+def _d_name(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
+    # LOOKUP, UNLINK, RMDIR and REMOVEXATTR: a name and nothing else.
     name, _ = _cstr(p.tobytes())
-    op = c[0]
-    if op == Opcode.UNLINK:
-        return Unlink(*c, name=name)
-    if op == Opcode.RMDIR:
-        return Rmdir(*c, name=name)
-    if op == Opcode.REMOVEXATTR:
-        return Removexattr(*c, name=name)
-    return Lookup(*c, name=name)
+    return OPCODES[c[0]].request(*c, name=name)  # type: ignore[call-arg]
 
 
 def _d_forget(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -253,8 +247,7 @@ def _d_setattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Reque
 
 
 def _d_noarg(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
-    cls = _NOARG_CLASSES[c[0]]
-    return cls(*c)
+    return OPCODES[c[0]].request(*c)
 
 
 def _d_symlink(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -429,81 +422,102 @@ def _d_copy_file_range(c: _Common, a: memoryview, p: memoryview, n: Negotiated) 
     )  # fmt: skip
 
 
-_NOARG_CLASSES: dict[int, type[Request]] = {
-    Opcode.READLINK: Readlink,
-    Opcode.STATFS: Statfs,
-    Opcode.DESTROY: Destroy,
-    Opcode.SYNCFS: Syncfs,
-    Opcode.STATX: Unsupported,
-    Opcode.SETUPMAPPING: Unsupported,
-    Opcode.REMOVEMAPPING: Unsupported,
-}
+@dataclass(frozen=True, slots=True)
+class OpcodeInfo:
+    """Everything the framework knows about one opcode; :data:`OPCODES` holds one each."""
 
-# opcode -> (size of its fixed argument struct, decoder). The one table that decoding,
-# splitting and debugging read; dispatch has its own table of handlers (_dispatch.py).
-_TABLE: dict[int, tuple[int, _Decoder]] = {
-    Opcode.LOOKUP: (0, _d_lookup),
-    Opcode.FORGET: (_abi.FUSE_FORGET_IN.size, _d_forget),
-    Opcode.GETATTR: (_abi.FUSE_GETATTR_IN.size, _d_getattr),
-    Opcode.SETATTR: (_abi.FUSE_SETATTR_IN.size, _d_setattr),
-    Opcode.READLINK: (0, _d_noarg),
-    Opcode.SYMLINK: (0, _d_symlink),
-    Opcode.MKNOD: (_abi.FUSE_MKNOD_IN.size, _d_mknod),
-    Opcode.MKDIR: (_abi.FUSE_MKDIR_IN.size, _d_mkdir),
-    Opcode.UNLINK: (0, _d_lookup),
-    Opcode.RMDIR: (0, _d_lookup),
-    Opcode.RENAME: (_abi.FUSE_RENAME_IN.size, _d_rename),
-    Opcode.LINK: (_abi.FUSE_LINK_IN.size, _d_link),
-    Opcode.OPEN: (_abi.FUSE_OPEN_IN.size, _d_open),
-    Opcode.READ: (_abi.FUSE_READ_IN.size, _d_read),
-    Opcode.WRITE: (_abi.FUSE_WRITE_IN.size, _d_write),
-    Opcode.STATFS: (0, _d_noarg),
-    Opcode.RELEASE: (_abi.FUSE_RELEASE_IN.size, _d_release),
-    Opcode.FSYNC: (_abi.FUSE_FSYNC_IN.size, _d_fsync),
-    Opcode.SETXATTR: (_abi.FUSE_SETXATTR_IN.size, _d_setxattr),
-    Opcode.GETXATTR: (_abi.FUSE_GETXATTR_IN.size, _d_getxattr),
-    Opcode.LISTXATTR: (_abi.FUSE_GETXATTR_IN.size, _d_getxattr),
-    Opcode.REMOVEXATTR: (0, _d_lookup),
-    Opcode.FLUSH: (_abi.FUSE_FLUSH_IN.size, _d_flush),
-    Opcode.INIT: (_abi.FUSE_INIT_IN.size, _d_init),
-    Opcode.OPENDIR: (_abi.FUSE_OPEN_IN.size, _d_open),
-    Opcode.READDIR: (_abi.FUSE_READ_IN.size, _d_read),
-    Opcode.RELEASEDIR: (_abi.FUSE_RELEASE_IN.size, _d_release),
-    Opcode.FSYNCDIR: (_abi.FUSE_FSYNC_IN.size, _d_fsync),
-    Opcode.GETLK: (_abi.FUSE_LK_IN.size, _d_lk),
-    Opcode.SETLK: (_abi.FUSE_LK_IN.size, _d_lk),
-    Opcode.SETLKW: (_abi.FUSE_LK_IN.size, _d_lk),
-    Opcode.ACCESS: (_abi.FUSE_ACCESS_IN.size, _d_access),
-    Opcode.CREATE: (_abi.FUSE_CREATE_IN.size, _d_create),
-    Opcode.INTERRUPT: (_abi.FUSE_INTERRUPT_IN.size, _d_interrupt),
-    Opcode.BMAP: (_abi.FUSE_BMAP_IN.size, _d_bmap),
-    Opcode.DESTROY: (0, _d_noarg),
-    Opcode.IOCTL: (_abi.FUSE_IOCTL_IN.size, _d_ioctl),
-    Opcode.POLL: (_abi.FUSE_POLL_IN.size, _d_poll),
-    Opcode.NOTIFY_REPLY: (_abi.FUSE_NOTIFY_RETRIEVE_IN.size, _d_notify_reply),
-    Opcode.BATCH_FORGET: (_abi.FUSE_BATCH_FORGET_IN.size, _d_batch_forget),
-    Opcode.FALLOCATE: (_abi.FUSE_FALLOCATE_IN.size, _d_fallocate),
-    Opcode.READDIRPLUS: (_abi.FUSE_READ_IN.size, _d_read),
-    Opcode.RENAME2: (_abi.FUSE_RENAME2_IN.size, _d_rename),
-    Opcode.LSEEK: (_abi.FUSE_LSEEK_IN.size, _d_lseek),
-    Opcode.COPY_FILE_RANGE: (_abi.FUSE_COPY_FILE_RANGE_IN.size, _d_copy_file_range),
-    Opcode.SETUPMAPPING: (0, _d_noarg),
-    Opcode.REMOVEMAPPING: (0, _d_noarg),
-    Opcode.SYNCFS: (_abi.FUSE_SYNCFS_IN.size, _d_noarg),
-    Opcode.TMPFILE: (_abi.FUSE_CREATE_IN.size, _d_create),
-    Opcode.STATX: (_abi.FUSE_STATX_IN.size, _d_noarg),
-    Opcode.COPY_FILE_RANGE_64: (_abi.FUSE_COPY_FILE_RANGE_IN.size, _d_copy_file_range),
-}
-_ARG_SIZES = {op: size for op, (size, _) in _TABLE.items()}
-_DECODERS = {op: dec for op, (_, dec) in _TABLE.items()}
+    opcode: Opcode
+    #: The :class:`Request` subclass it decodes to.
+    request: type[Request]
+    #: Bytes of its fixed argument struct after ``fuse_in_header`` (SETXATTR: the
+    #: extended struct; :func:`_arg_size` gives the one the connection uses).
+    arg_size: int
+    decode: _Decoder
+    #: False for the requests the kernel expects no reply to.
+    replies: bool
+    #: The :class:`Operations` method that answers it; None where the framework does
+    #: (INIT, INTERRUPT, NOTIFY_REPLY) or nothing does (ENOSYS).
+    handler: str | None
+    #: The dispatcher's adapter for it (its method ``_<dispatch>``); None: ENOSYS there
+    #: (INIT is answered by the session before any dispatching).
+    dispatch: str | None
 
-#: Requests the kernel expects no reply to.
-NO_REPLY = frozenset({Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT})
+
+def _table(
+    *rows: tuple[Opcode, type[Request], int, _Decoder, str | None, str | None, bool],
+) -> dict[int, OpcodeInfo]:
+    return {
+        row[0]: OpcodeInfo(row[0], row[1], row[2], row[3], row[6], row[4], row[5]) for row in rows
+    }
+
+
+_R, _NO_REPLY = True, False
+
+# The one table of opcodes (as go-fuse's opcode.go): decoding, splitting, dispatch, error
+# messages and the INIT flags read it; nothing else lists opcodes.
+# fmt: off
+OPCODES: Mapping[int, OpcodeInfo] = _table(
+    # opcode                    request        fixed struct size                      decoder             handler            dispatch           replies
+    (Opcode.LOOKUP,             Lookup,        0,                                     _d_name,            "lookup",          "lookup",          _R),
+    (Opcode.FORGET,             Forget,        _abi.FUSE_FORGET_IN.size,              _d_forget,          "forget",          "forget",          _NO_REPLY),
+    (Opcode.GETATTR,            Getattr,       _abi.FUSE_GETATTR_IN.size,             _d_getattr,         "getattr",         "getattr",         _R),
+    (Opcode.SETATTR,            Setattr,       _abi.FUSE_SETATTR_IN.size,             _d_setattr,         "setattr",         "setattr",         _R),
+    (Opcode.READLINK,           Readlink,      0,                                     _d_noarg,           "readlink",        "readlink",        _R),
+    (Opcode.SYMLINK,            Symlink,       0,                                     _d_symlink,         "symlink",         "symlink",         _R),
+    (Opcode.MKNOD,              Mknod,         _abi.FUSE_MKNOD_IN.size,               _d_mknod,           "mknod",           "mknod",           _R),
+    (Opcode.MKDIR,              Mkdir,         _abi.FUSE_MKDIR_IN.size,               _d_mkdir,           "mkdir",           "mkdir",           _R),
+    (Opcode.UNLINK,             Unlink,        0,                                     _d_name,            "unlink",          "unlink",          _R),
+    (Opcode.RMDIR,              Rmdir,         0,                                     _d_name,            "rmdir",           "rmdir",           _R),
+    (Opcode.RENAME,             Rename,        _abi.FUSE_RENAME_IN.size,              _d_rename,          "rename",          "rename",          _R),
+    (Opcode.LINK,               Link,          _abi.FUSE_LINK_IN.size,                _d_link,            "link",            "link",            _R),
+    (Opcode.OPEN,               Open,          _abi.FUSE_OPEN_IN.size,                _d_open,            "open",            "open",            _R),
+    (Opcode.READ,               Read,          _abi.FUSE_READ_IN.size,                _d_read,            "read",            "read",            _R),
+    (Opcode.WRITE,              Write,         _abi.FUSE_WRITE_IN.size,               _d_write,           "write",           "write",           _R),
+    (Opcode.STATFS,             Statfs,        0,                                     _d_noarg,           "statfs",          "statfs",          _R),
+    (Opcode.RELEASE,            Release,       _abi.FUSE_RELEASE_IN.size,             _d_release,         "release",         "release",         _R),
+    (Opcode.FSYNC,              Fsync,         _abi.FUSE_FSYNC_IN.size,               _d_fsync,           "fsync",           "fsync",           _R),
+    (Opcode.SETXATTR,           Setxattr,      _abi.FUSE_SETXATTR_IN.size,            _d_setxattr,        "setxattr",        "setxattr",        _R),
+    (Opcode.GETXATTR,           Getxattr,      _abi.FUSE_GETXATTR_IN.size,            _d_getxattr,        "getxattr",        "getxattr",        _R),
+    (Opcode.LISTXATTR,          Listxattr,     _abi.FUSE_GETXATTR_IN.size,            _d_getxattr,        "listxattr",       "listxattr",       _R),
+    (Opcode.REMOVEXATTR,        Removexattr,   0,                                     _d_name,            "removexattr",     "removexattr",     _R),
+    (Opcode.FLUSH,              Flush,         _abi.FUSE_FLUSH_IN.size,               _d_flush,           "flush",           "flush",           _R),
+    (Opcode.INIT,               Init,          _abi.FUSE_INIT_IN.size,                _d_init,            None,              None,              _R),
+    (Opcode.OPENDIR,            Open,          _abi.FUSE_OPEN_IN.size,                _d_open,            "opendir",         "opendir",         _R),
+    (Opcode.READDIR,            Read,          _abi.FUSE_READ_IN.size,                _d_read,            "readdir",         "readdir",         _R),
+    (Opcode.RELEASEDIR,         Release,       _abi.FUSE_RELEASE_IN.size,             _d_release,         "releasedir",      "releasedir",      _R),
+    (Opcode.FSYNCDIR,           Fsync,         _abi.FUSE_FSYNC_IN.size,               _d_fsync,           "fsyncdir",        "fsyncdir",        _R),
+    (Opcode.GETLK,              Lk,            _abi.FUSE_LK_IN.size,                  _d_lk,              "getlk",           "getlk",           _R),
+    (Opcode.SETLK,              Lk,            _abi.FUSE_LK_IN.size,                  _d_lk,              "setlk",           "setlk",           _R),
+    (Opcode.SETLKW,             Lk,            _abi.FUSE_LK_IN.size,                  _d_lk,              "setlk",           "setlk",           _R),
+    (Opcode.ACCESS,             Access,        _abi.FUSE_ACCESS_IN.size,              _d_access,          "access",          "access",          _R),
+    (Opcode.CREATE,             Create,        _abi.FUSE_CREATE_IN.size,              _d_create,          "create",          "create",          _R),
+    (Opcode.INTERRUPT,          Interrupt,     _abi.FUSE_INTERRUPT_IN.size,           _d_interrupt,       None,              "interrupt",       _NO_REPLY),
+    (Opcode.BMAP,               Bmap,          _abi.FUSE_BMAP_IN.size,                _d_bmap,            "bmap",            "bmap",            _R),
+    (Opcode.DESTROY,            Destroy,       0,                                     _d_noarg,           "destroy",         "destroy",         _R),
+    (Opcode.IOCTL,              Ioctl,         _abi.FUSE_IOCTL_IN.size,               _d_ioctl,           "ioctl",           "ioctl",           _R),
+    (Opcode.POLL,               Poll,          _abi.FUSE_POLL_IN.size,                _d_poll,            "poll",            "poll",            _R),
+    (Opcode.NOTIFY_REPLY,       NotifyReply,   _abi.FUSE_NOTIFY_RETRIEVE_IN.size,     _d_notify_reply,    None,              "notify_reply",    _NO_REPLY),
+    (Opcode.BATCH_FORGET,       BatchForget,   _abi.FUSE_BATCH_FORGET_IN.size,        _d_batch_forget,    "forget",          "forget",          _NO_REPLY),
+    (Opcode.FALLOCATE,          Fallocate,     _abi.FUSE_FALLOCATE_IN.size,           _d_fallocate,       "fallocate",       "fallocate",       _R),
+    (Opcode.READDIRPLUS,        Read,          _abi.FUSE_READ_IN.size,                _d_read,            "readdir",         "readdir",         _R),
+    (Opcode.RENAME2,            Rename,        _abi.FUSE_RENAME2_IN.size,             _d_rename,          "rename",          "rename",          _R),
+    (Opcode.LSEEK,              Lseek,         _abi.FUSE_LSEEK_IN.size,               _d_lseek,           "lseek",           "lseek",           _R),
+    (Opcode.COPY_FILE_RANGE,    CopyFileRange, _abi.FUSE_COPY_FILE_RANGE_IN.size,     _d_copy_file_range, "copy_file_range", "copy_file_range", _R),
+    (Opcode.SETUPMAPPING,       Unsupported,   0,                                     _d_noarg,           None,              None,              _R),
+    (Opcode.REMOVEMAPPING,      Unsupported,   0,                                     _d_noarg,           None,              None,              _R),
+    (Opcode.SYNCFS,             Syncfs,        _abi.FUSE_SYNCFS_IN.size,              _d_noarg,           "syncfs",          "syncfs",          _R),
+    (Opcode.TMPFILE,            Create,        _abi.FUSE_CREATE_IN.size,              _d_create,          "tmpfile",         "create",          _R),
+    (Opcode.STATX,              Unsupported,   _abi.FUSE_STATX_IN.size,               _d_noarg,           None,              None,              _R),
+    (Opcode.COPY_FILE_RANGE_64, CopyFileRange, _abi.FUSE_COPY_FILE_RANGE_IN.size,     _d_copy_file_range, "copy_file_range", "copy_file_range", _R),
+)
+# fmt: on
+_ARG_SIZES = {op: info.arg_size for op, info in OPCODES.items()}
 
 
 __all__ = [
-    "NO_REPLY",
+    "OPCODES",
     "Negotiated",
+    "OpcodeInfo",
     "decode_devfuse",
     "decode_request",
     "decode_ring",
