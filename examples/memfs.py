@@ -34,8 +34,8 @@ import trio_fuse_uring as tfu
 
 log = logging.getLogger("memfs")
 
-CHUNK = 64 * 1024  # file data granularity; also the granularity of SEEK_DATA/SEEK_HOLE
-PAGE = 4096  # what st_blocks and statfs count in (rounded up per chunk, like tmpfs pages)
+CHUNK = 64 * 1024  # file data is kept in chunks of this size
+PAGE = 4096  # allocation granularity, as tmpfs pages: st_blocks, statfs, SEEK_DATA/SEEK_HOLE
 NAME_MAX = 255
 BOGO_DIRENT_SIZE = 20  # tmpfs reports a directory's size as 20 bytes per entry
 XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.")
@@ -61,20 +61,28 @@ def _round_up(n: int, to: int) -> int:
 class FileData:
     """Sparse file contents: chunk index -> bytearray of at most CHUNK bytes.
 
-    A missing chunk is a hole; bytes past the end of a short chunk read as zeros. Only
-    data that was written (or fallocated) takes memory. ``allocated`` is what the data
-    occupies, rounded up to pages per chunk (it drives st_blocks and statfs).
+    Which pages hold data is tracked per page, as tmpfs does: ``pages`` maps a chunk
+    index to a bitmask of its pages that are allocated (written or fallocated). A chunk
+    exists exactly when one of its pages does. Bytes outside allocated pages are zero,
+    and bytes past the end of a short chunk read as zeros. ``allocated`` is the number
+    of bytes in allocated pages (it drives st_blocks, statfs and SEEK_DATA/SEEK_HOLE).
     """
 
-    __slots__ = ("allocated", "chunks", "size")
+    __slots__ = ("allocated", "chunks", "pages", "size")
 
     def __init__(self) -> None:
         self.chunks: dict[int, bytearray] = {}
+        self.pages: dict[int, int] = {}
         self.size = 0
         self.allocated = 0
 
-    def _account(self, before: int, after: int) -> None:
-        self.allocated += _round_up(after, PAGE) - _round_up(before, PAGE)
+    def _mark(self, idx: int, lo: int, hi: int) -> None:
+        """Allocate the pages of chunk ``idx`` that [lo, hi) touches (hi > lo)."""
+        old = self.pages.get(idx, 0)
+        new = old | _page_bits(lo // PAGE, (hi - 1) // PAGE + 1)
+        if new != old:
+            self.pages[idx] = new
+            self.allocated += (new.bit_count() - old.bit_count()) * PAGE
 
     def read(self, off: int, size: int) -> bytes:
         end = min(off + size, self.size)
@@ -111,18 +119,19 @@ class FileData:
             if before < lo:
                 chunk.extend(bytes(lo - before))
             chunk[lo : lo + take] = buf[pos : pos + take]
-            self._account(before, len(chunk))
+            self._mark(idx, lo, lo + take)
             pos += take
         self.size = max(self.size, off + n)
 
     def truncate(self, size: int) -> None:
         if size < self.size:
-            self._drop(size, self.size)
+            # Up to the old end's page boundary: the last page goes if nothing is left in it.
+            self._drop(size, _round_up(self.size, PAGE))
         self.size = size
 
     def punch(self, off: int, length: int) -> None:
-        """Deallocate [off, off+length): whole chunks are dropped, partial ones zeroed."""
-        self._drop(off, min(off + length, max(self.size, off)))
+        """Deallocate [off, off+length): whole pages are freed, partial ones zeroed."""
+        self._drop(off, off + length)
 
     def _drop(self, start: int, end: int) -> None:
         if start >= end:
@@ -136,15 +145,18 @@ class FileData:
             chunk = self.chunks[idx]
             base = idx * CHUNK
             lo, hi = max(start, base) - base, min(end, base + CHUNK) - base
-            before = len(chunk)
-            if lo == 0 and hi >= before:
-                del self.chunks[idx]
-                self._account(before, 0)
-            elif hi >= before:
+            if hi >= len(chunk):
                 del chunk[lo:]  # the tail of the chunk: shrink it
-                self._account(before, len(chunk))
-            elif lo < before:
+            elif lo < hi:
                 chunk[lo:hi] = bytes(hi - lo)
+            old = self.pages[idx]
+            new = old & ~_page_bits(-(-lo // PAGE), hi // PAGE)
+            if new != old:
+                self.allocated -= (old.bit_count() - new.bit_count()) * PAGE
+                if new:
+                    self.pages[idx] = new
+                else:
+                    del self.pages[idx], self.chunks[idx]
 
     def allocate(self, off: int, length: int) -> None:
         """Back [off, off+length) with memory (fallocate without flags)."""
@@ -153,28 +165,47 @@ class FileData:
             chunk = self.chunks.get(idx)
             if chunk is None:
                 chunk = self.chunks[idx] = bytearray()
-            want = min(CHUNK, end - idx * CHUNK)
+            base = idx * CHUNK
+            want = min(CHUNK, end - base)
             if len(chunk) < want:
-                before = len(chunk)
-                chunk.extend(bytes(want - before))
-                self._account(before, want)
+                chunk.extend(bytes(want - len(chunk)))
+            self._mark(idx, max(off, base) - base, want)
 
     def seek(self, off: int, whence: int) -> int:
-        """SEEK_DATA / SEEK_HOLE at chunk granularity (a missing chunk is a hole)."""
+        """SEEK_DATA / SEEK_HOLE at page granularity (an unallocated page is a hole)."""
         if off >= self.size:
             raise tfu.FUSEError(errno.ENXIO)
-        idx = off // CHUNK
+        idx, page = off // CHUNK, off % CHUNK // PAGE
         if whence == SEEK_DATA:
-            if idx in self.chunks:
-                return off
-            nxt = min((i for i in self.chunks if i > idx), default=None)
-            if nxt is None or nxt * CHUNK >= self.size:
+            mask = self.pages.get(idx, 0) >> page << page
+            if not mask:
+                nxt = min((i for i in self.pages if i > idx), default=None)
+                if nxt is None:
+                    raise tfu.FUSEError(errno.ENXIO)
+                idx, mask = nxt, self.pages[nxt]
+            found = idx * CHUNK + _lowest_bit(mask) * PAGE
+            if found >= self.size:
                 raise tfu.FUSEError(errno.ENXIO)
-            return nxt * CHUNK
-        # SEEK_HOLE: the end of the file counts as a hole.
-        while idx in self.chunks:
-            idx += 1
-        return min(max(off, idx * CHUNK), self.size)
+            return max(off, found)
+        # SEEK_HOLE: the first unallocated page; the end of the file counts as a hole.
+        while True:
+            free = ~self.pages.get(idx, 0) & _ALL_PAGES
+            free = free >> page << page
+            if free:
+                return min(max(off, idx * CHUNK + _lowest_bit(free) * PAGE), self.size)
+            idx, page = idx + 1, 0
+
+
+_ALL_PAGES = (1 << (CHUNK // PAGE)) - 1
+
+
+def _page_bits(first: int, end: int) -> int:
+    """The bitmask of pages first..end-1 (empty if end <= first)."""
+    return (1 << end) - (1 << first) if end > first else 0
+
+
+def _lowest_bit(mask: int) -> int:
+    return (mask & -mask).bit_length() - 1
 
 
 # ---- inodes ------------------------------------------------------------------------------
@@ -188,7 +219,7 @@ class Inode:
     """
 
     __slots__ = (
-        "atime", "ctime", "data", "dir", "flocks", "gid", "ino", "lock_changed", "lookups",
+        "atime", "ctime", "data", "dir", "gid", "ino", "lock_changed", "lookups",
         "mode", "mtime", "nlink", "opens", "plocks", "rdev", "target", "uid", "xattrs",
     )  # fmt: skip
 
@@ -202,9 +233,9 @@ class Inode:
         self.data: FileData | None = FileData() if stat.S_ISREG(mode) else None
         self.dir: Directory | None = None
         self.target = b""  # symlinks
-        # Locks: created on first use. plocks: [owner, start, end(inclusive), type, pid].
+        # POSIX locks, created on first use: [owner, start, end (inclusive), type, pid,
+        # fh it was taken through]. (BSD flock locks are left to the kernel.)
         self.plocks: list[list[int]] | None = None
-        self.flocks: dict[int, int] | None = None  # owner -> LOCK_SH / LOCK_EX
         self.lock_changed: trio.Event | None = None
 
     @property
@@ -218,11 +249,14 @@ class Inode:
         if c:
             self.ctime = now
 
-    def kill_suidgid(self) -> None:
-        """Clear set-user-ID, and set-group-ID when it means "group executable" (as
-        the kernel's setattr_should_drop_sgid does); also drop file capabilities."""
+    def kill_suidgid(self, writer: tfu.RequestContext | None = None) -> None:
+        """Clear set-user-ID, and set-group-ID when it means "group executable" or the
+        unprivileged ``writer`` is not in the file's group (as the kernel's
+        setattr_should_drop_sgid does); also drop file capabilities."""
         self.mode &= ~stat.S_ISUID
-        if self.mode & stat.S_IXGRP:
+        if self.mode & stat.S_IXGRP or (
+            self.mode & stat.S_ISGID and writer is not None and not _in_group(writer, self.gid)
+        ):
             self.mode &= ~stat.S_ISGID
         if self.xattrs:
             self.xattrs.pop(b"security.capability", None)
@@ -259,6 +293,13 @@ class Directory:
         self.slot_of[name] = len(self.slots)
         self.slots.append(name)
 
+    def rename(self, old: bytes, new: bytes) -> None:
+        """Give the entry ``old`` the name ``new`` (free), keeping its slot and cookie."""
+        slot = self.slot_of.pop(old)
+        self.entries[new] = self.entries.pop(old)
+        self.slot_of[new] = slot
+        self.slots[slot] = new
+
     def remove(self, name: bytes, open_handles: int) -> Inode:
         inode = self.entries.pop(name)
         self.slots[self.slot_of.pop(name)] = None
@@ -275,21 +316,37 @@ class Directory:
         self.tombstones = 0
 
 
+def _in_group(ctx: tfu.RequestContext, gid: int) -> bool:
+    """Is ``gid`` the caller's group or one of its supplementary groups? The request
+    carries only the first; the others are read from /proc, as libfuse's
+    fuse_req_getgroups does (a caller that is gone counts as not in the group)."""
+    if ctx.gid == gid:
+        return True
+    try:
+        with open(f"/proc/{ctx.pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Groups:"):
+                    return gid in {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 class Handle:
     """An open file or directory (what an ``fh`` stands for).
 
-    ``unprivileged``: opened by a non-root user. Writes through it clear suid/sgid, as
-    the kernel does for writers without CAP_FSETID. (The WRITE request's
+    ``opener``: who opened it, if not root. Writes and fallocate through it clear
+    suid/sgid, as the kernel does for writers without CAP_FSETID. (The WRITE request's
     FUSE_WRITE_KILL_SUIDGID flag would say so exactly, but ``Operations.write`` does
-    not receive it; the opener's uid is the best approximation memfs has.)
+    not receive it; the opener is the best approximation memfs has.)
     """
 
-    __slots__ = ("flags", "inode", "unprivileged")
+    __slots__ = ("flags", "inode", "opener")
 
-    def __init__(self, inode: Inode, flags: int, unprivileged: bool) -> None:
+    def __init__(self, inode: Inode, flags: int, opener: tfu.RequestContext | None) -> None:
         self.inode = inode
         self.flags = flags
-        self.unprivileged = unprivileged
+        self.opener = opener
 
 
 # ---- the filesystem ----------------------------------------------------------------------
@@ -402,7 +459,7 @@ class MemFS(tfu.Operations):
     def _open_handle(self, inode: Inode, flags: int, ctx: tfu.RequestContext) -> int:
         fh = self.next_fh
         self.next_fh += 1
-        self.handles[fh] = Handle(inode, flags, ctx.uid != 0)
+        self.handles[fh] = Handle(inode, flags, ctx if ctx.uid != 0 else None)
         inode.opens += 1
         return fh
 
@@ -432,10 +489,12 @@ class MemFS(tfu.Operations):
         self, parent_inode: int, name: bytes, ctx: tfu.RequestContext
     ) -> tfu.EntryAttributes:
         self._check_name(name)
+        if name == b".":
+            # Also how the kernel finds an inode by number alone, for a file handle
+            # (open_by_handle_at, NFS export) whose inode it forgot: any file type.
+            return self._entry(self._get(parent_inode))
         parent = self._get(parent_inode)
         d = self._dir(parent_inode)
-        if name == b".":
-            return self._entry(parent)
         if name == b"..":
             return self._entry(d.parent or parent)
         inode = d.entries.get(name)
@@ -472,6 +531,8 @@ class MemFS(tfu.Operations):
             if attr.st_size != node.data.size:
                 self._resize(node, attr.st_size)
                 node.mtime = now
+            if ctx.uid != 0 and node.mode & (stat.S_ISUID | stat.S_ISGID):
+                node.kill_suidgid(ctx)  # the kernel leaves sgid without group-x to us
         if attr.st_mode is not None:
             node.mode = stat.S_IFMT(node.mode) | (attr.st_mode & 0o7777)
         if attr.st_uid is not None or attr.st_gid is not None:
@@ -618,8 +679,13 @@ class MemFS(tfu.Operations):
             else:
                 dst.nlink -= 1
             dst.touch()
-        old_dir.remove(name_old, self.dir_handles.get(old_parent.ino, 0))
-        new_dir.add(name_new, src)
+        if old_dir is new_dir:
+            # Within one directory the entry keeps its slot, so a readdir in progress
+            # neither sees it twice nor misses it (tmpfs's offsets are stable too).
+            old_dir.rename(name_old, name_new)
+        else:
+            old_dir.remove(name_old, self.dir_handles.get(old_parent.ino, 0))
+            new_dir.add(name_new, src)
         if src.dir is not None and old_parent is not new_parent:
             src.dir.parent = new_parent
             old_parent.nlink -= 1
@@ -689,7 +755,7 @@ class MemFS(tfu.Operations):
             if node.data.size:
                 self._resize(node, 0)
             if ctx.uid != 0:  # FUSE_OPEN_KILL_SUIDGID, approximated (see Handle)
-                node.kill_suidgid()
+                node.kill_suidgid(ctx)
             node.touch(m=True)
         return tfu.FileInfo(fh=self._open_handle(node, flags, ctx))
 
@@ -723,22 +789,33 @@ class MemFS(tfu.Operations):
         before = data.allocated
         data.write(off, buf)  # copies: buf is only valid during this call
         self._charge(inode, before)
-        if inode.mode & (stat.S_ISUID | stat.S_ISGID) and self.handles[fh].unprivileged:
-            inode.kill_suidgid()
+        self._written_by(inode, fh)
         inode.touch(m=True)
         return len(buf)
+
+    def _written_by(self, inode: Inode, fh: int) -> None:
+        opener = self.handles[fh].opener
+        if inode.mode & (stat.S_ISUID | stat.S_ISGID) and opener is not None:
+            inode.kill_suidgid(opener)
 
     async def flush(self, fh: int, lock_owner: int) -> None:
         # close() drops the POSIX locks of the closing owner (the kernel also sends an
         # unlock, but a lock acquired by a request still in flight is caught here).
         inode = self._handle(fh).inode
         if inode.plocks:
-            self._set_plock(inode, lock_owner, 0, 2**64 - 1, fcntl.F_UNLCK, 0)
+            self._set_plock(inode, lock_owner, 0, 2**64 - 1, fcntl.F_UNLCK, 0, fh)
 
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh, None)
         if handle is None:
             return
+        inode = handle.inode
+        if inode.plocks and any(lk[5] == fh for lk in inode.plocks):
+            # The open file's last reference is gone: its OFD locks go with it (their
+            # owner is the open file, which no FLUSH names). A process's POSIX locks
+            # taken through it were already dropped by the FLUSH of its close.
+            inode.plocks = [lk for lk in inode.plocks if lk[5] != fh]
+            inode.wake_lock_waiters()
         handle.inode.opens -= 1
         self._maybe_free(handle.inode)
 
@@ -762,6 +839,7 @@ class MemFS(tfu.Operations):
             if not mode & FALLOC_FL_KEEP_SIZE and offset + length > data.size:
                 data.size = offset + length
         self._charge(inode, before)
+        self._written_by(inode, fh)
         inode.touch(m=True)
 
     async def lseek(self, fh: int, offset: int, whence: int) -> int:
@@ -924,7 +1002,7 @@ class MemFS(tfu.Operations):
         return None
 
     def _set_plock(
-        self, inode: Inode, owner: int, start: int, end: int, typ: int, pid: int
+        self, inode: Inode, owner: int, start: int, end: int, typ: int, pid: int, fh: int
     ) -> None:
         """Replace ``owner``'s locks in [start, end] by ``typ`` (splitting its others)."""
         kept: list[list[int]] = []
@@ -933,11 +1011,11 @@ class MemFS(tfu.Operations):
                 kept.append(lk)
                 continue
             if lk[1] < start:
-                kept.append([owner, lk[1], start - 1, lk[3], lk[4]])
+                kept.append([owner, lk[1], start - 1, *lk[3:]])
             if end < lk[2]:
-                kept.append([owner, end + 1, lk[2], lk[3], lk[4]])
+                kept.append([owner, end + 1, lk[2], *lk[3:]])
         if typ != fcntl.F_UNLCK:
-            kept.append([owner, start, end, typ, pid])
+            kept.append([owner, start, end, typ, pid, fh])
         inode.plocks = kept
         inode.wake_lock_waiters()
 
@@ -962,30 +1040,7 @@ class MemFS(tfu.Operations):
                 if not wait:
                     raise tfu.FUSEError(errno.EAGAIN)
                 await self._wait_lock_change(inode)
-        self._set_plock(inode, owner, lock.start, lock.end, lock.type, lock.pid)
-
-    # ---- BSD locks -----------------------------------------------------------------------------
-
-    async def flock(self, fh: int, owner: int, operation: int, wait: bool) -> None:
-        inode = self._handle(fh).inode
-        if inode.flocks is None:
-            inode.flocks = {}
-        flocks = inode.flocks
-        if operation == fcntl.LOCK_UN:
-            if flocks.pop(owner, None) is not None:
-                inode.wake_lock_waiters()
-            return
-        # A conversion first drops the lock held (as flock(2) does, non-atomically).
-        if flocks.pop(owner, None) is not None:
-            inode.wake_lock_waiters()
-        while any(
-            o != owner and (operation == fcntl.LOCK_EX or m == fcntl.LOCK_EX)
-            for o, m in flocks.items()
-        ):
-            if not wait:
-                raise tfu.FUSEError(errno.EWOULDBLOCK)
-            await self._wait_lock_change(inode)
-        flocks[owner] = operation
+        self._set_plock(inode, owner, lock.start, lock.end, lock.type, lock.pid, fh)
 
     # ---- for tests -----------------------------------------------------------------------------
 

@@ -222,8 +222,9 @@ FUSE_FORGET_IN = struct.Struct("<Q")
 FUSE_FORGET_ONE = struct.Struct("<QQ")
 FUSE_BATCH_FORGET_IN = struct.Struct("<II")
 FUSE_GETATTR_IN = struct.Struct("<IIQ")
-FUSE_SETATTR_IN = struct.Struct("<IIQQQQQQIIIIIIII")
+FUSE_SETATTR_IN = struct.Struct("<IIQQQqqqIIIIIIII")
 # valid padding fh size lock_owner atime mtime ctime atimensec mtimensec ctimensec mode unused4 uid gid unused5
+# (the kernel's seconds are time64_t in u64 fields: signed, so pre-1970 times are negative)
 FUSE_MKNOD_IN = struct.Struct("<IIII")  # mode rdev umask padding
 FUSE_MKDIR_IN = struct.Struct("<II")  # mode umask
 FUSE_RENAME_IN = struct.Struct("<Q")  # newdir
