@@ -5,13 +5,16 @@
 
 Regular files (sparse, fallocate, SEEK_DATA/SEEK_HOLE, copy_file_range), directories,
 symlinks, hard links, fifos, sockets, device nodes, O_TMPFILE, extended attributes,
-rename flags, POSIX and BSD locks. Permissions are checked by the kernel
-(``default_permissions``); memfs keeps the metadata right (owners, umask, set-group-ID
-directories, suid/sgid clearing, nanosecond timestamps, link counts).
+rename flags, POSIX locks (OFD locks included), file handles (open_by_handle_at, NFS
+export). BSD flock locks are left to the kernel, as for any local filesystem (they show
+in /proc/locks). Permissions are checked by the kernel (``default_permissions``); memfs
+keeps the metadata right (owners, umask, set-group-ID directories, suid/sgid clearing,
+nanosecond timestamps before and after 1970, link counts).
 
 Every operation costs O(1) or O(size of the data it touches), never O(number of files):
-directories are dicts plus a slot list that gives readdir stable, O(1) resume cookies;
-file data lives in 64 KiB chunks, so holes cost nothing.
+directories are dicts plus a slot list that gives readdir stable, O(1) resume cookies
+(a rename within a directory keeps its slot); file data lives in 64 KiB chunks with
+pages allocated one by one as in tmpfs, so holes cost nothing.
 """
 
 from __future__ import annotations
@@ -61,28 +64,47 @@ def _round_up(n: int, to: int) -> int:
 class FileData:
     """Sparse file contents: chunk index -> bytearray of at most CHUNK bytes.
 
-    Which pages hold data is tracked per page, as tmpfs does: ``pages`` maps a chunk
-    index to a bitmask of its pages that are allocated (written or fallocated). A chunk
-    exists exactly when one of its pages does. Bytes outside allocated pages are zero,
-    and bytes past the end of a short chunk read as zeros. ``allocated`` is the number
-    of bytes in allocated pages (it drives st_blocks, statfs and SEEK_DATA/SEEK_HOLE).
+    Pages are tracked as tmpfs does: ``pages`` maps a chunk index to a bitmask of its
+    allocated pages (written or fallocated), ``unwritten`` to those of them that were
+    fallocated and never written since (SEEK_DATA counts them as holes, as tmpfs does).
+    A chunk exists exactly when one of its pages does. Bytes outside allocated pages
+    are zero, and bytes past the end of a short chunk read as zeros. ``allocated`` is
+    the number of bytes in allocated pages (it drives st_blocks and statfs).
     """
 
-    __slots__ = ("allocated", "chunks", "pages", "size")
+    __slots__ = ("allocated", "chunks", "pages", "size", "unwritten")
 
     def __init__(self) -> None:
         self.chunks: dict[int, bytearray] = {}
         self.pages: dict[int, int] = {}
+        self.unwritten: dict[int, int] = {}
         self.size = 0
         self.allocated = 0
 
-    def _mark(self, idx: int, lo: int, hi: int) -> None:
+    def _mark(self, idx: int, lo: int, hi: int, written: bool = True) -> None:
         """Allocate the pages of chunk ``idx`` that [lo, hi) touches (hi > lo)."""
+        bits = _page_bits(lo // PAGE, (hi - 1) // PAGE + 1)
         old = self.pages.get(idx, 0)
-        new = old | _page_bits(lo // PAGE, (hi - 1) // PAGE + 1)
+        new = old | bits
         if new != old:
             self.pages[idx] = new
             self.allocated += (new.bit_count() - old.bit_count()) * PAGE
+        if written:
+            if self.unwritten and idx in self.unwritten:
+                self._clear_unwritten(idx, bits)
+        elif new != old:
+            self.unwritten[idx] = self.unwritten.get(idx, 0) | (new & ~old)
+
+    def _clear_unwritten(self, idx: int, bits: int) -> None:
+        left = self.unwritten[idx] & ~bits
+        if left:
+            self.unwritten[idx] = left
+        else:
+            del self.unwritten[idx]
+
+    def _data(self, idx: int) -> int:
+        """The pages of chunk ``idx`` that hold data (allocated and written)."""
+        return self.pages.get(idx, 0) & ~self.unwritten.get(idx, 0)
 
     def read(self, off: int, size: int) -> bytes:
         end = min(off + size, self.size)
@@ -150,7 +172,10 @@ class FileData:
             elif lo < hi:
                 chunk[lo:hi] = bytes(hi - lo)
             old = self.pages[idx]
-            new = old & ~_page_bits(-(-lo // PAGE), hi // PAGE)
+            freed = _page_bits(-(-lo // PAGE), hi // PAGE)
+            new = old & ~freed
+            if idx in self.unwritten:
+                self._clear_unwritten(idx, freed)
             if new != old:
                 self.allocated -= (old.bit_count() - new.bit_count()) * PAGE
                 if new:
@@ -169,7 +194,7 @@ class FileData:
             want = min(CHUNK, end - base)
             if len(chunk) < want:
                 chunk.extend(bytes(want - len(chunk)))
-            self._mark(idx, max(off, base) - base, want)
+            self._mark(idx, max(off, base) - base, want, written=False)
 
     def seek(self, off: int, whence: int) -> int:
         """SEEK_DATA / SEEK_HOLE at page granularity (an unallocated page is a hole)."""
@@ -177,19 +202,20 @@ class FileData:
             raise tfu.FUSEError(errno.ENXIO)
         idx, page = off // CHUNK, off % CHUNK // PAGE
         if whence == SEEK_DATA:
-            mask = self.pages.get(idx, 0) >> page << page
+            mask = self._data(idx) >> page << page
             if not mask:
-                nxt = min((i for i in self.pages if i > idx), default=None)
-                if nxt is None:
+                later = sorted(i for i in self.pages if i > idx)
+                idx = next((i for i in later if self._data(i)), -1)
+                if idx < 0:
                     raise tfu.FUSEError(errno.ENXIO)
-                idx, mask = nxt, self.pages[nxt]
+                mask = self._data(idx)
             found = idx * CHUNK + _lowest_bit(mask) * PAGE
             if found >= self.size:
                 raise tfu.FUSEError(errno.ENXIO)
             return max(off, found)
         # SEEK_HOLE: the first unallocated page; the end of the file counts as a hole.
         while True:
-            free = ~self.pages.get(idx, 0) & _ALL_PAGES
+            free = ~self._data(idx) & _ALL_PAGES
             free = free >> page << page
             if free:
                 return min(max(off, idx * CHUNK + _lowest_bit(free) * PAGE), self.size)

@@ -671,8 +671,34 @@ async def test_lock_waiter_gets_a_real_errno_when_the_mount_shuts_down(transport
                     await stream.aclose()
 
 
-async def test_flock(memfs):
-    fs, mnt = memfs
+class FlockServedMemFS(MemFS):
+    """memfs with BSD locks served by the filesystem (FUSE_FLOCK_LOCKS) rather than
+    kept by the kernel: what a network filesystem would do. Exercises the framework's
+    FLOCK path and FUSE_RELEASE_FLOCK_UNLOCK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flocks: dict[int, dict[int, int]] = {}  # inode -> owner -> LOCK_SH/LOCK_EX
+        self.flock_changed = trio.Event()
+
+    async def flock(self, fh: int, owner: int, operation: int, wait: bool) -> None:
+        held = self.flocks.setdefault(self.handles[fh].inode.ino, {})
+        if held.pop(owner, None) is not None:  # a conversion first drops the lock held
+            self.flock_changed.set()
+            self.flock_changed = trio.Event()
+        if operation == fcntl.LOCK_UN:
+            return
+        while any(o != owner and fcntl.LOCK_EX in (operation, m) for o, m in held.items()):
+            if not wait:
+                raise tfu.FUSEError(errno.EWOULDBLOCK)
+            await self.flock_changed.wait()
+        held[owner] = operation
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["kernel", "daemon"])
+async def test_flock(mount_ops, served):
+    fs = FlockServedMemFS() if served else MemFS()
+    mnt = Path((await mount_ops(fs)).mountpoint)
     f = mnt / "f"
 
     def work() -> list[Any]:
@@ -710,7 +736,8 @@ async def test_flock(memfs):
         "sh blocked",
         "ex after close",
     ]
-    await wait_for(lambda: not any(i.flocks for i in fs.inodes.values()))
+    if served:
+        await wait_for(lambda: not any(fs.flocks.values()))
 
 
 # ---- metadata ----------------------------------------------------------------------------------
