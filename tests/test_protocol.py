@@ -658,7 +658,8 @@ def test_negotiate_init_intersection_and_fields() -> None:
         want=want, max_write=1 << 20, max_pages=256, max_readahead=1 << 20,
         max_background=100, congestion_threshold=75, time_gran=1000,
     )  # fmt: skip
-    body, neg = P.negotiate_init(req, cfg)
+    neg = P.negotiate_init(req, cfg)
+    body = P.encode_init(neg, cfg)
     out = unpack_init_out(body)
     agreed = FUSE_ASYNC_READ | FUSE_OVER_IO_URING | FUSE_INIT_EXT | FUSE_MAX_PAGES
     assert out == {
@@ -676,7 +677,7 @@ def test_negotiate_init_intersection_and_fields() -> None:
 def test_negotiate_init_older_kernel_minor() -> None:
     req = decode(raw(INIT, init_in(minor=40, flags=FUSE_INIT_EXT | FUSE_SETXATTR_EXT)))
     assert isinstance(req, P.Init)
-    _body, neg = P.negotiate_init(req, P.InitConfig(want=FUSE_SETXATTR_EXT))
+    neg = P.negotiate_init(req, P.InitConfig(want=FUSE_SETXATTR_EXT))
     assert neg.minor == 40 and neg.setxattr_ext
 
 
@@ -688,7 +689,9 @@ def test_negotiate_init_max_pages_clamped(given: int, limit: int, sent: int) -> 
     # payload buffers are never larger than what the kernel can use.
     req = decode(raw(INIT, init_in(flags=FUSE_MAX_PAGES)))
     assert isinstance(req, P.Init)
-    body, neg = P.negotiate_init(req, P.InitConfig(want=0, max_pages=given, max_pages_limit=limit))
+    cfg = P.InitConfig(want=0, max_pages=given, max_pages_limit=limit)
+    neg = P.negotiate_init(req, cfg)
+    body = P.encode_init(neg, cfg)
     assert unpack_init_out(body)["max_pages"] == sent == neg.max_pages
 
 
@@ -703,7 +706,9 @@ def test_negotiate_init_rejects(major: int, minor: int) -> None:
 def test_negotiate_init_accepts_oldest_supported() -> None:
     req = decode(raw(INIT, struct.pack("<IIII", 7, 31, 4096, FUSE_ASYNC_READ)))
     assert isinstance(req, P.Init)
-    body, neg = P.negotiate_init(req, P.InitConfig(want=FUSE_ASYNC_READ))
+    cfg = P.InitConfig(want=FUSE_ASYNC_READ)
+    neg = P.negotiate_init(req, cfg)
+    body = P.encode_init(neg, cfg)
     assert neg.minor == 31 and unpack_init_out(body)["flags"] == FUSE_ASYNC_READ
 
 

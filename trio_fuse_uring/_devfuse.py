@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import _protocol as P
-from ._abi import FUSE_IN_HEADER, FUSE_OUT_HEADER, FUSE_WRITE_IN
+from ._abi import FUSE_IN_HEADER, FUSE_WRITE_IN
 from ._types import FileRange
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trio_fuse_uring")
 
-_HEADER = FUSE_OUT_HEADER
 #: Yield to the trio scheduler at least this often under sustained load.
 _CHECKPOINT_EVERY = 32
 _RETRY_READ = frozenset({errno.EINTR, errno.ENOENT})
@@ -142,9 +141,9 @@ class DevFuseTransport:
         if isinstance(body, FileRange):
             error, body = self._read_file(slot, body)
         if error or not body:
-            err = write_message(self.fd, _HEADER.pack(_HEADER.size, error, unique))
+            err = write_message(self.fd, P.reply_header(unique, error))
         else:
-            err = write_message(self.fd, _HEADER.pack(_HEADER.size + len(body), 0, unique), body)
+            err = write_message(self.fd, P.reply_header(unique, 0, len(body)), body)
         if err and err not in (errno.ENOENT, errno.ENODEV, errno.EBADF):
             log.error("writing the reply to request %d failed: %s", unique, os.strerror(err))
 

@@ -57,6 +57,7 @@ _NO_REPLY = _NoReply()
 _V = _abi.SetattrValid
 _ALLOWED_RENAME_FLAGS = _abi.RENAME_NOREPLACE | _abi.RENAME_EXCHANGE
 _EARLY_INTERRUPTS_MAX = 1024
+_READ = int(Opcode.READ)
 
 
 class Replier(Protocol):
@@ -151,10 +152,6 @@ class Dispatcher:
         self._early_interrupts: OrderedDict[int, None] = OrderedDict()
         self._retrieves: dict[int, tuple[trio.Event, list[P.NotifyReply]]] = {}
         self._read_into = _overrides(ops, "read_into")
-        # The transport and slot of the request whose handler is starting. Adapters that
-        # need them (read_into) read this before their first await, i.e. in the same
-        # synchronous step in which _handle set it, so concurrent requests cannot mix.
-        self._starting: tuple[Replier, Any] | None = None
         self._handlers: dict[int, Callable[[Any], Awaitable[Body]]] = {
             op: getattr(self, "_" + info.dispatch)
             for op, info in P.OPCODES.items()
@@ -198,9 +195,13 @@ class Dispatcher:
         if self.debug:
             t0 = time.perf_counter()
             log.debug("rx %d: %s", req.unique, P.describe(req))
-        self._starting = (replier, slot)
         try:
-            body = await handler(req)
+            if self._read_into and req.opcode == _READ:
+                # read_into() fills the transport's own reply buffer: the one adapter
+                # that needs the transport and the request's slot.
+                body = await self._read_to_buffer(req, replier, slot)  # type: ignore[arg-type]
+            else:
+                body = await handler(req)
         except FUSEError as exc:
             error = exc.errno
             body = None
@@ -402,17 +403,16 @@ class Dispatcher:
         value = await self.ops.create(r.nodeid, r.name, r.mode, r.flags, ctx)
         return self._entry_and_open(value, "create")
 
+    async def _read_to_buffer(self, r: P.Read, replier: Replier, slot: Any) -> Body:
+        buf = replier.reply_buffer(slot, r.size)
+        n = await self.ops.read_into(r.fh, r.offset, buf)
+        if type(n) is FileRange:
+            return _file_range(n, r.size, "read_into")
+        if type(n) is not int or not 0 <= n <= r.size:
+            raise _BadReturn("read_into", f"an int between 0 and {r.size}", n)
+        return buf[:n]
+
     async def _read(self, r: P.Read) -> Body:
-        if self._read_into:
-            assert self._starting is not None
-            replier, slot = self._starting
-            buf = replier.reply_buffer(slot, r.size)
-            n = await self.ops.read_into(r.fh, r.offset, buf)
-            if type(n) is FileRange:
-                return _file_range(n, r.size, "read_into")
-            if type(n) is not int or not 0 <= n <= r.size:
-                raise _BadReturn("read_into", f"an int between 0 and {r.size}", n)
-            return buf[:n]
         data = await self.ops.read(r.fh, r.offset, r.size)
         if type(data) is FileRange:
             return _file_range(data, r.size, "read")

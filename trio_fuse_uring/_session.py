@@ -16,7 +16,8 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -24,11 +25,14 @@ from . import _mountlib
 from . import _protocol as P
 from ._abi import InitFlag
 from ._devfuse import ConnectionGone, DevFuseTransport, FdHolder, read_one, write_message
-from ._dispatch import Body, Dispatcher, capabilities
+from ._dispatch import Dispatcher, capabilities
 from ._options import Options
 from ._types import FUSEError, InitInfo
 from ._uring_support import UringUnavailable, unavailable_reason
 from .ops._operations import Operations
+
+if TYPE_CHECKING:
+    from ._ring import RingTransport
 
 log = logging.getLogger("trio_fuse_uring")
 
@@ -57,10 +61,30 @@ _DEFAULT_WANT = (
 )
 
 
-class _Transport(Protocol):
-    name: str
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """Which transport carries the requests, and why (``Mount.transport``, ``..._reason``)."""
 
-    def reply(self, slot: Any, unique: int, error: int, body: Body) -> None: ...
+    name: Literal["uring", "devfuse"]
+    reason: str
+
+
+def _ring_wanted(asked: str, kernel_flags: int) -> tuple[bool, str]:
+    """Whether to set up the io-uring for a mount, given the ``transport`` option and the
+    kernel's INIT flags; else why not.
+
+    Raises:
+        UringUnavailable: ``transport="uring"`` was asked for and cannot be had.
+    """
+    if asked == "devfuse":
+        return False, "transport='devfuse' was asked for"
+    reason = unavailable_reason(kernel_flags)
+    if reason is None:
+        return True, ""
+    if asked == "uring":
+        raise UringUnavailable(f"cannot serve over io-uring: {reason}")
+    log.warning("io-uring unavailable: %s; using /dev/fuse", reason)
+    return False, f"io-uring unavailable: {reason}"
 
 
 def init_flags_for(ops: Operations, options: Options, uring: bool) -> int:
@@ -109,7 +133,7 @@ class Mount:
     def __repr__(self) -> str:
         s = self._s
         state = "unmounted" if s.finished.is_set() else "mounted"
-        return f"<trio_fuse_uring.Mount {s.mountpoint!r} {state} transport={s.transport_name}>"
+        return f"<trio_fuse_uring.Mount {s.mountpoint!r} {state} transport={s.transport.name}>"
 
     @property
     def mountpoint(self) -> str:
@@ -118,11 +142,11 @@ class Mount:
 
     @property
     def transport(self) -> str:
-        return self._s.transport_name
+        return self._s.transport.name
 
     @property
     def transport_reason(self) -> str:
-        return self._s.transport_reason
+        return self._s.transport.reason
 
     @property
     def options(self) -> Options:
@@ -254,10 +278,9 @@ class _Session:
             debug=options.debug,
         )
         self.notifier = _Notifier(self.fd)
-        self.transport_name = "devfuse"
-        self.transport_reason = ""
+        self.transport = _Choice("devfuse", "")
         self.devfuse: DevFuseTransport | None = None
-        self.ring: Any = None
+        self.ring: RingTransport | None = None
         self.finished = trio.Event()
         self.initialized = False  # ops.init() returned: ops.destroy() is owed
         self._notify_ids = itertools.count(1)
@@ -276,8 +299,8 @@ class _Session:
                     await nursery.start(self.ring.serve)
                 nursery.start_soon(self.notifier.run)
                 log.info(
-                    "serving %s over %s (%s)", self.mountpoint, self.transport_name,
-                    self.transport_reason,
+                    "serving %s over %s (%s)", self.mountpoint, self.transport.name,
+                    self.transport.reason,
                 )  # fmt: skip
                 task_status.started()
                 await self.devfuse.gone.wait()
@@ -311,6 +334,7 @@ class _Session:
                 log.exception("handler destroy() raised")
 
     async def _init(self) -> None:
+        """Answer INIT: choose the transport, negotiate once, set the transports up."""
         try:
             raw = await read_one(self.fd, 64 * 1024)
         except ConnectionGone:
@@ -319,24 +343,21 @@ class _Session:
         if not isinstance(req, P.Init):
             raise P.ProtocolError(f"expected INIT, got {P.describe(req)}")
         opts = self.options
-        use_uring = self._choose_transport(req.flags)
-        want = init_flags_for(self.ops, opts, use_uring)
+        try_ring, reason = _ring_wanted(opts.transport, req.flags)
         cfg = P.InitConfig(
-            want=want, max_write=opts.max_write, max_pages=opts.max_pages,
-            max_readahead=opts.max_readahead, max_background=opts.max_background,
-            congestion_threshold=opts.congestion_threshold, time_gran=opts.time_gran,
-            max_pages_limit=_max_pages_limit(),
+            want=init_flags_for(self.ops, opts, try_ring), max_write=opts.max_write,
+            max_pages=opts.max_pages, max_readahead=opts.max_readahead,
+            max_background=opts.max_background, congestion_threshold=opts.congestion_threshold,
+            time_gran=opts.time_gran, max_pages_limit=_max_pages_limit(),
         )  # fmt: skip
-        body, self.neg = P.negotiate_init(req, cfg)
-        if use_uring:
-            self._create_ring()
-            if self.ring is None:
-                cfg.want &= ~InitFlag.OVER_IO_URING
-                body, self.neg = P.negotiate_init(req, cfg)
+        self.neg = P.negotiate_init(req, cfg)
+        self.transport = self._open_ring() if try_ring else _Choice("devfuse", reason)
+        if self.ring is None:
+            self.neg.flags &= ~InitFlag.OVER_IO_URING
         self.dispatcher.writeback_cache = bool(self.neg.flags & InitFlag.WRITEBACK_CACHE)
         info = InitInfo(
             major=req.major, minor=req.minor, max_readahead=req.max_readahead,
-            kernel_flags=req.flags, transport=self.transport_name,
+            kernel_flags=req.flags, transport=self.transport.name,
             capabilities=frozenset(f.name or "" for f in InitFlag if f & self.neg.flags),
         )  # fmt: skip
         await self.ops.init(info)
@@ -344,34 +365,22 @@ class _Session:
         self.devfuse = DevFuseTransport(
             self.fd, self.neg, self.dispatcher, poll_us=0 if self.ring else opts.poll_us
         )
-        hdr = P.out_header(16 + len(body), 0, req.unique)
-        err = write_message(self.fd, hdr, body)
+        body = P.encode_init(self.neg, cfg)
+        err = write_message(self.fd, P.reply_header(req.unique, 0, len(body)), body)
         if err:
             raise _mountlib.MountError(err, f"INIT reply rejected: {os.strerror(err)}")
         if self.ring is not None:
             self.ring.start()
             if self.ring.failed:
+                # The kernel refused the REGISTERs (known only now, after INIT): the
+                # connection stays on /dev/fuse.
                 if opts.transport == "uring":
                     raise UringUnavailable(f"cannot serve over io-uring: {self.ring.failed}")
-                self.transport_name = "devfuse"
-                self.transport_reason = f"io-uring unavailable: {self.ring.failed}"
+                self.transport = _Choice("devfuse", f"io-uring unavailable: {self.ring.failed}")
                 self.devfuse.poll_ns = opts.poll_us * 1000  # it carries everything now
 
-    def _choose_transport(self, kernel_flags: int) -> bool:
-        choice = self.options.transport
-        if choice == "devfuse":
-            self.transport_reason = "transport='devfuse' was asked for"
-            return False
-        reason = unavailable_reason(kernel_flags)
-        if reason is None:
-            return True
-        if choice == "uring":
-            raise UringUnavailable(f"cannot serve over io-uring: {reason}")
-        self.transport_reason = f"io-uring unavailable: {reason}"
-        log.warning("%s; using /dev/fuse", self.transport_reason)
-        return False
-
-    def _create_ring(self) -> None:
+    def _open_ring(self) -> _Choice:
+        """Set up the io-uring (``self.ring``); the choice it leads to."""
         from ._ring import RingTransport
 
         try:
@@ -379,14 +388,14 @@ class _Session:
         except OSError as exc:
             if self.options.transport == "uring":
                 raise UringUnavailable(f"cannot set up the io-uring: {exc}") from exc
-            self.transport_reason = f"io-uring setup failed ({exc})"
-            log.warning("%s; using /dev/fuse", self.transport_reason)
-            return
+            reason = f"io-uring setup failed ({exc})"
+            log.warning("%s; using /dev/fuse", reason)
+            return _Choice("devfuse", reason)
         self.ring.set_mountpoint(self.mountpoint)
-        self.transport_name = "uring"
-        self.transport_reason = (
+        return _Choice(
+            "uring",
             f"io-uring enabled: {self.ring.nr_queues} queues x {self.options.ring_depth} "
-            f"entries (up to {self.ring.max_depth} while handlers wait)"
+            f"entries (up to {self.ring.max_depth} while handlers wait)",
         )
 
     # ---- notifications -------------------------------------------------------------------------
@@ -429,7 +438,7 @@ class _Session:
         ring_requests = ring_stats["requests"] if ring_stats else 0
         devfuse_requests = self.devfuse.requests if self.devfuse else 0
         out: dict[str, Any] = {
-            "transport": self.transport_name,
+            "transport": self.transport.name,
             "requests": {"uring": ring_requests, "devfuse": devfuse_requests},
             "errors": d.errors,
             "handler_failures": d.handler_failures,

@@ -19,7 +19,16 @@ from ._requests import Init, ProtocolError
 
 def out_header(length: int, error: int, unique: int) -> bytes:
     """``fuse_out_header``; ``error`` is 0 or a negative errno, ``length`` includes it."""
-    return _abi.FUSE_OUT_HEADER.pack(length, error, unique)
+    return _OUT.pack(length, error, unique)
+
+
+_OUT = _abi.FUSE_OUT_HEADER
+
+
+def reply_header(unique: int, error: int, body_size: int = 0) -> bytes:
+    """The ``fuse_out_header`` in front of a ``body_size``-byte reply to request ``unique``
+    (``error``: 0 or a negative errno; a notification's code, with ``unique`` 0)."""
+    return _OUT.pack(_OUT.size + body_size, error, unique)
 
 
 _U64 = (1 << 64) - 1
@@ -135,8 +144,8 @@ class InitConfig:
     max_pages_limit: int = 256
 
 
-def negotiate_init(req: Init, cfg: InitConfig) -> tuple[bytes, Negotiated]:
-    """Answer INIT: returns the reply body (``fuse_init_out``) and what was agreed.
+def negotiate_init(req: Init, cfg: InitConfig) -> Negotiated:
+    """What the kernel's INIT and our configuration agree on (the intersection).
 
     Raises:
         ProtocolError: the kernel speaks a major version other than 7, or a minor older
@@ -149,22 +158,23 @@ def negotiate_init(req: Init, cfg: InitConfig) -> tuple[bytes, Negotiated]:
             f"kernel FUSE 7.{req.minor} is older than 7.{_abi.MIN_KERNEL_MINOR_VERSION}"
         )
     want = cfg.want | InitFlag.INIT_EXT | InitFlag.MAX_PAGES
-    flags = req.flags & want
-    max_write = max(4096, cfg.max_write)
-    max_pages = max(1, min(cfg.max_pages, cfg.max_pages_limit, 0xFFFF))
-    neg = Negotiated(
+    return Negotiated(
         minor=min(req.minor, _abi.KERNEL_MINOR_VERSION),
-        flags=flags,
-        max_write=max_write,
-        max_pages=max_pages,
+        flags=req.flags & want,
+        max_write=max(4096, cfg.max_write),
+        max_pages=max(1, min(cfg.max_pages, cfg.max_pages_limit, 0xFFFF)),
         max_readahead=min(cfg.max_readahead, req.max_readahead),
     )
-    body = _abi.FUSE_INIT_OUT.pack(
+
+
+def encode_init(neg: Negotiated, cfg: InitConfig) -> bytes:
+    """The INIT reply body (``fuse_init_out``) announcing ``neg``."""
+    flags = neg.flags
+    return _abi.FUSE_INIT_OUT.pack(
         _abi.KERNEL_VERSION, _abi.KERNEL_MINOR_VERSION, neg.max_readahead,
-        flags & 0xFFFFFFFF, cfg.max_background, cfg.congestion_threshold, max_write,
-        cfg.time_gran, max_pages, 0, flags >> 32, 0, 0,
+        flags & 0xFFFFFFFF, cfg.max_background, cfg.congestion_threshold, neg.max_write,
+        cfg.time_gran, neg.max_pages, 0, flags >> 32, 0, 0,
     )  # fmt: skip
-    return body, neg
 
 
 # ----------------------------------------------------------------------------------------
@@ -245,7 +255,7 @@ class DirentBuffer:
 
 
 def _notify(code: int, body: bytes) -> bytes:
-    return out_header(_abi.FUSE_OUT_HEADER.size + len(body), code, 0) + body
+    return reply_header(0, code, len(body)) + body
 
 
 def notify_inval_inode(ino: int, offset: int, length: int) -> bytes:
@@ -305,6 +315,7 @@ __all__ = [
     "InitConfig",
     "encode_attr",
     "encode_entry",
+    "encode_init",
     "encode_ioctl",
     "encode_lock",
     "encode_negative_entry",
@@ -324,4 +335,5 @@ __all__ = [
     "notify_retrieve",
     "notify_store",
     "out_header",
+    "reply_header",
 ]
