@@ -393,6 +393,15 @@ class MemFS(tfu.Operations):
         root = self._new_inode(stat.S_IFDIR | 0o755, os.getuid(), os.getgid(), None)
         root.nlink = 2
         root.lookups = 1  # the kernel's reference to the root is never forgotten
+        self.atime_policy = "relatime"  # or "noatime", "strictatime": set by init()
+        self.nodiratime = False
+
+    async def init(self, info: tfu.InitInfo) -> None:
+        flags = info.mount_flags
+        for policy in ("noatime", "strictatime"):
+            if policy in flags:
+                self.atime_policy = policy
+        self.nodiratime = "nodiratime" in flags
 
     # ---- inode bookkeeping -------------------------------------------------------------------
 
@@ -799,9 +808,18 @@ class MemFS(tfu.Operations):
         return tfu.FileInfo(fh=self._open_handle(inode, flags, ctx)), self._entry(inode)
 
     def _read_atime(self, inode: Inode) -> None:
-        """relatime: update atime only if it is older than mtime/ctime or a day old."""
+        """An access: update atime as the mount's flags say (the kernel leaves access
+        times of FUSE files to the filesystem). relatime, the default: only if atime is
+        older than mtime/ctime or a day old."""
+        if self.atime_policy == "noatime" or (self.nodiratime and inode.is_dir):
+            return
         now = _now()
-        if inode.atime <= inode.mtime or inode.atime <= inode.ctime or now - inode.atime > DAY_NS:
+        if (
+            self.atime_policy == "strictatime"
+            or inode.atime <= inode.mtime
+            or inode.atime <= inode.ctime
+            or now - inode.atime > DAY_NS
+        ):
             inode.atime = now
 
     async def read(self, fh: int, off: int, size: int) -> bytes:

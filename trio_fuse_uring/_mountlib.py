@@ -43,22 +43,28 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
-_FLAG_OPTIONS = {
-    "ro": MS_RDONLY,
-    "rw": 0,
-    "nosuid": MS_NOSUID,
-    "nodev": MS_NODEV,
-    "noexec": MS_NOEXEC,
-    "exec": 0,
-    "suid": 0,
-    "dev": 0,
-    "sync": MS_SYNCHRONOUS,
-    "async": 0,
-    "dirsync": MS_DIRSYNC,
-    "noatime": MS_NOATIME,
-    "nodiratime": MS_NODIRATIME,
-    "relatime": MS_RELATIME,
-    "strictatime": MS_STRICTATIME,
+# Generic mount options, as mount(8) reads them: each sets some flags and clears others,
+# and a later option wins over an earlier one. The atime options exclude each other.
+_ATIME = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
+_FLAG_OPTIONS: dict[str, tuple[int, int]] = {  # name -> (flags set, flags cleared)
+    "ro": (MS_RDONLY, 0),
+    "rw": (0, MS_RDONLY),
+    "nosuid": (MS_NOSUID, 0),
+    "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0),
+    "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0),
+    "exec": (0, MS_NOEXEC),
+    "sync": (MS_SYNCHRONOUS, 0),
+    "async": (0, MS_SYNCHRONOUS),
+    "dirsync": (MS_DIRSYNC, 0),
+    "noatime": (MS_NOATIME, _ATIME),
+    "atime": (0, MS_NOATIME),
+    "relatime": (MS_RELATIME, _ATIME),
+    "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, _ATIME),
+    "nodiratime": (MS_NODIRATIME, 0),
+    "diratime": (0, MS_NODIRATIME),
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -183,13 +189,20 @@ def _start_watchdog(handle: MountHandle) -> None:
 
 
 def _split_flags(options: Options) -> tuple[int, list[str]]:
+    """mount(2) flags and FUSE data options from ``options`` (root mounts only).
+
+    nosuid and nodev are the default, as with fusermount3 and libfuse; root may ask for
+    ``suid`` and ``dev`` (a tmpfs-like filesystem that runs set-user-ID programs or
+    serves device nodes).
+    """
     flags = MS_NOSUID | MS_NODEV
     if options.read_only:
         flags |= MS_RDONLY
     data: list[str] = []
     for opt in options.extra:
         if opt in _FLAG_OPTIONS:
-            flags |= _FLAG_OPTIONS[opt]
+            on, off = _FLAG_OPTIONS[opt]
+            flags = (flags & ~off) | on
         else:
             data.append(opt)
     return flags, data
@@ -342,6 +355,29 @@ def abort_connection(conn: int) -> bool:
     except OSError:
         return False
     return True
+
+
+# Per-mount options in /proc/self/mountinfo (field 6) and superblock ones (after " - ").
+_MOUNT_FLAG_NAMES = ("ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime")
+_SUPER_FLAG_NAMES = ("sync", "dirsync")
+
+
+def mount_flags(conn: int | None) -> frozenset[str]:
+    """The generic flags the kernel applied to the mount of connection ``conn``, read
+    back from /proc/self/mountinfo: ``ro``, ``nosuid``, ``nodev``, ``noexec``,
+    ``sync``, ``dirsync``, ``nodiratime`` and one of ``noatime``, ``relatime`` or
+    ``strictatime``. Empty if the mount is not found."""
+    for fields in _mountinfo():
+        if conn is None or fields[2] != f"0:{conn}":
+            continue
+        found = set(fields[5].split(",")) & set(_MOUNT_FLAG_NAMES)
+        sep = fields.index("-", 6) if "-" in fields[6:] else -1
+        if sep > 0 and len(fields) > sep + 3:
+            found |= set(fields[sep + 3].split(",")) & set(_SUPER_FLAG_NAMES)
+        if not found & {"noatime", "relatime"}:
+            found.add("strictatime")
+        return frozenset(found)
+    return frozenset()
 
 
 def _mountinfo() -> list[list[str]]:

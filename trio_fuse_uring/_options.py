@@ -43,8 +43,12 @@ class Options:
         default_permissions: let the kernel check permissions from the mode bits (on by
             default, as every multi-user filesystem should).
         read_only: mount read-only.
-        extra: further ``name`` or ``name=value`` mount options, validated the same way
-            (generic ones such as ``noatime``, ``noexec`` or ``sync`` become mount flags).
+        extra: further ``name`` or ``name=value`` mount options, validated the same way.
+            Generic ones become mount flags, a later one winning as with mount(8):
+            ``noexec``, ``sync``, ``dirsync``, ``noatime``/``relatime``/``strictatime``,
+            ``nodiratime``... Mounts are ``nosuid,nodev`` by default; as root,
+            ``suid`` and ``dev`` lift that (fusermount3 refuses them to other users).
+            The filesystem learns the flags applied in ``InitInfo.mount_flags``.
 
     Connection tuning (negotiated at INIT):
         max_write: largest WRITE the kernel sends (bytes); also sizes ring buffers.

@@ -359,6 +359,7 @@ class _Session:
             major=req.major, minor=req.minor, max_readahead=req.max_readahead,
             kernel_flags=req.flags, transport=self.transport.name,
             capabilities=frozenset(f.name or "" for f in InitFlag if f & self.neg.flags),
+            mount_flags=_mountlib.mount_flags(self.handle.conn),
         )  # fmt: skip
         await self.ops.init(info)
         self.initialized = True

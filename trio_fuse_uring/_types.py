@@ -206,7 +206,15 @@ class Lock:
 
 @dataclass(slots=True)
 class InitInfo:
-    """What the kernel offered at mount time (passed to ``Operations.init``)."""
+    """What the kernel offered at mount time (passed to ``Operations.init``).
+
+    ``capabilities`` names the INIT flags agreed on (``"POSIX_ACL"``...).
+    ``mount_flags`` are the generic mount flags the kernel applied, as
+    ``/proc/self/mountinfo`` shows them: ``ro``, ``nosuid``, ``nodev``, ``noexec``,
+    ``sync``, ``dirsync``, ``nodiratime``, and one of ``noatime``, ``relatime`` or
+    ``strictatime``. The kernel leaves access times of FUSE files to the filesystem:
+    one that keeps them should follow these.
+    """
 
     major: int
     minor: int
@@ -214,3 +222,4 @@ class InitInfo:
     kernel_flags: int
     transport: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    mount_flags: frozenset[str] = field(default_factory=frozenset)
