@@ -141,10 +141,11 @@ def _getattr(draw: st.DrawFn, op: int) -> Built:
 
 @builder(4, size=88)
 def _setattr(draw: st.DrawFn, op: int) -> Built:
-    valid, fh, size, lo, at, mt, ct = (draw(x) for x in (u32, u64, u64, u64, u64, u64, u64))
+    # The seconds are signed (time64_t): pre-1970 times are negative.
+    valid, fh, size, lo, at, mt, ct = (draw(x) for x in (u32, u64, u64, u64, s64, s64, s64))
     an, mn, cn, mode, uid, gid = (draw(u32) for _ in range(6))
     arg = struct.pack(
-        "<IIQQQQQQIIIIIIII", valid, draw(u32), fh, size, lo, at, mt, ct, an, mn, cn, mode,
+        "<IIQQQqqqIIIIIIII", valid, draw(u32), fh, size, lo, at, mt, ct, an, mn, cn, mode,
         draw(u32), uid, gid, draw(u32),
     )  # fmt: skip
     exp = {
