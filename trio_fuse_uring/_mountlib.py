@@ -265,15 +265,39 @@ def _mount_fusermount(path: str, options: Options) -> MountHandle:
     if not fds:
         _, err = proc.communicate(timeout=10)
         ours.close()
+        text = err.decode(errors="replace").strip()
+        hint = fusermount_hint(text, path, already_mounted=is_mountpoint(path))
         raise MountError(
             errno.EPERM,
-            f"fusermount3 could not mount {path}: {err.decode(errors='replace').strip()}",
+            f"fusermount3 could not mount {path}: {text}" + (f" ({hint})" if hint else ""),
         )
     fd = fds[0]
     os.set_blocking(fd, False)
     proc.wait(timeout=10)
     ours.close()
     return MountHandle(path, fd, via_fusermount=True)
+
+
+def fusermount_hint(message: str, path: str, *, already_mounted: bool) -> str | None:
+    """One line that says how to fix a failure fusermount3 reported as ``message``."""
+    if "/dev/fuse" in message and ("Permission denied" in message or "EACCES" in message):
+        return (
+            "/dev/fuse is not accessible to this user: as root, `chmod 666 /dev/fuse` (the "
+            "distributions' default mode), or add this user to the group that owns it"
+        )
+    if already_mounted and "mountpoint" in message:
+        # fusermount3 runs as root, which may not enter another user's FUSE mount.
+        return (
+            f"{path} is already a mount point, most likely a FUSE mount of yours that is "
+            f"still mounted: unmount it first with `fusermount3 -u {path}`"
+        )
+    if "user_allow_other" in message:
+        return "as root, add a line `user_allow_other` to /etc/fuse.conf, or drop allow_other"
+    if "mountpoint" in message and "Permission denied" in message:
+        return f"this user cannot enter {path}: mount on a directory you own"
+    if "mount_max" in message or "too many FUSE filesystems" in message:
+        return "unmount some FUSE filesystems, or raise mount_max in /etc/fuse.conf as root"
+    return None
 
 
 def unmount(handle: MountHandle, *, lazy: bool = False) -> int:
