@@ -1125,7 +1125,7 @@ def build_options(
 ) -> tuple[tfu.Options, dict[str, int]]:
     """``-o`` options: the framework's (see ``Options.parse``) plus memfs's own
     ``size=`` and ``nr_inodes=``. Raises OptionError."""
-    options, own = tfu.Options.parse(
+    options, own = tfu.Options.parse_with_own(
         texts, own={"size", "nr_inodes"}, fsname="memfs", subtype="memfs",
         transport=transport, debug=debug,
     )  # fmt: skip

@@ -844,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     source = os.path.abspath(args.source)
     try:
-        options, _ = tfu.Options.parse(
+        options = tfu.Options.parse(
             args.options, fsname=source, subtype="passthrough", transport=args.transport,
             debug=args.debug, entry_timeout=args.entry_timeout, attr_timeout=args.attr_timeout,
         )  # fmt: skip

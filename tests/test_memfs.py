@@ -1098,7 +1098,7 @@ def test_cli_rejects_unsafe_options(tmp_path, opt):
 
 
 def test_options_parse_splits_like_libfuse():
-    opts, own = tfu.Options.parse("noatime,,size=1\\,5", own={"size"})
+    opts, own = tfu.Options.parse_with_own("noatime,,size=1\\,5", own={"size"})
     assert opts.extra == ("noatime",) and own == {"size": "1,5"}
     with pytest.raises(tfu.OptionError, match="inject"):
         tfu.Options.parse("fsname=x\\,allow_other")

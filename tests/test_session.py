@@ -324,7 +324,18 @@ def test_ring_entries_max_defaults_to_64_or_ring_depth():
     assert tfu.Options().ring_entries_max == 64
     assert tfu.Options(ring_depth=256).ring_entries_max == 256
     assert tfu.Options(ring_depth=4, ring_max_depth=4).ring_entries_max == 4
-    assert tfu.Options.parse("ring_max_depth=16")[0].ring_max_depth == 16
+    assert tfu.Options.parse("ring_max_depth=16").ring_max_depth == 16
+
+
+async def test_parsed_options_are_accepted_and_a_tuple_is_refused_clearly(tmp_path):
+    opts = tfu.Options.parse("fsname=x,noatime")
+    assert isinstance(opts, tfu.Options) and opts.extra == ("noatime",)
+    pair = tfu.Options.parse_with_own("fsname=x,size=1", own={"size"})
+    with pytest.raises(TypeError, match=r"pass its first item"):
+        async with tfu.mount(tfu.Operations(), tmp_path, pair):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(TypeError, match=r"options must be a trio_fuse_uring.Options, not tuple"):
+        tfu.run(tfu.Operations(), tmp_path, pair)  # type: ignore[arg-type]
 
 
 def test_options_format():

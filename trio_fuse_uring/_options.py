@@ -116,10 +116,24 @@ class Options:
         self.validate()
 
     @classmethod
-    def parse(
-        cls, texts: str | Sequence[str], *, own: Collection[str] = (), **defaults: Any
-    ) -> tuple[Options, dict[str, str]]:
+    def parse(cls, texts: str | Sequence[str], **defaults: Any) -> Options:
         """Build Options from ``-o`` style text, as libfuse programs take them.
+
+        ``Options.parse("allow_other,fsname=x,noatime")`` is ready for :func:`mount` and
+        :func:`run`. Options are read as described in :meth:`parse_with_own`; those that
+        are not Options fields go to ``extra`` (mount(2) options such as ``noatime``).
+
+        Raises:
+            OptionError: a value does not parse or is unsafe.
+        """
+        return cls.parse_with_own(texts, own=(), **defaults)[0]
+
+    @classmethod
+    def parse_with_own(
+        cls, texts: str | Sequence[str], *, own: Collection[str], **defaults: Any
+    ) -> tuple[Options, dict[str, str]]:
+        """Like :meth:`parse`, but also return the options named in ``own``, which belong
+        to the filesystem itself (such as a size limit) rather than to the mount.
 
         Each text is split at commas (``\\,`` keeps a comma inside a value, which
         validation then refuses). Flags (``allow_other``, ``ro``, ``rw``,

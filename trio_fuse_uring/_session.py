@@ -505,7 +505,7 @@ async def mount(
         UringUnavailable: ``transport="uring"`` was asked for but cannot be had.
         OptionError: an option value is unsafe or out of range.
     """
-    options = options if options is not None else Options()
+    options = _checked_options(options)
     if not isinstance(ops, Operations):
         raise TypeError(f"ops must be a trio_fuse_uring.Operations, not {type(ops).__name__}")
     handle = await trio.to_thread.run_sync(_mountlib.mount, os.fspath(mountpoint), options)
@@ -535,6 +535,21 @@ async def mount(
             await trio.to_thread.run_sync(_unmount_if_ours, session)
             await trio.to_thread.run_sync(_mountlib.release_helper, handle)
             await session.destroy()
+
+
+def _checked_options(options: object) -> Options:
+    if options is None:
+        return Options()
+    if not isinstance(options, Options):
+        hint = (
+            " (Options.parse_with_own returns (options, own): pass its first item)"
+            if isinstance(options, tuple)
+            else ""
+        )
+        raise TypeError(
+            f"options must be a trio_fuse_uring.Options, not {type(options).__name__}{hint}"
+        )
+    return options
 
 
 def _unmount_if_ours(session: _Session) -> None:
@@ -580,6 +595,7 @@ def run(
 
     Runs its own trio loop. Returns the mount's final :meth:`Mount.stats`.
     """
+    options = _checked_options(options)
     result: dict[str, Any] = {}
 
     async def main() -> None:
