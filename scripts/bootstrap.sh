@@ -1,41 +1,71 @@
 #!/usr/bin/env bash
 # Install everything trio-fuse-uring needs on a fresh Debian 12 machine (run as root),
 # then build the package (with its cffi io-uring extension) into ./.venv.
-# Idempotent: a second run only checks.
+# Idempotent: a second run only checks (a few seconds) and reinstalls nothing unless the
+# build inputs (pyproject.toml, setup.py, the C sources) changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+step() { echo "bootstrap: $*"; }
+# Fresh VMs run unattended-upgrades at boot: wait for the dpkg lock instead of failing.
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
 need_apt=()
 for pkg in liburing-dev fuse3 python3-venv python3-dev gcc pkg-config fio; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "bootstrap: installing ${need_apt[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    step "1/5 installing Debian packages: ${need_apt[*]} (waits for other apt runs)"
+    apt_get update -qq
+    apt_get install -y -qq "${need_apt[@]}" >/dev/null
+else
+    step "1/5 Debian packages: all present"
 fi
 
 # FUSE-over-io-uring is off by default (Linux 6.14+). Without it everything still works
-# over /dev/fuse; the library says so when it falls back.
-if [ -w /sys/module/fuse/parameters/enable_uring ]; then
-    echo Y > /sys/module/fuse/parameters/enable_uring
+# over /dev/fuse; the library says so when it falls back. To keep it on across reboots:
+# echo 'options fuse enable_uring=1' > /etc/modprobe.d/fuse-uring.conf
+param=/sys/module/fuse/parameters/enable_uring
+if [ "$(cat "$param" 2>/dev/null)" = Y ]; then
+    step "2/5 FUSE io-uring: enabled"
+elif [ -w "$param" ]; then
+    echo Y > "$param"
+    step "2/5 FUSE io-uring: enabled now (echo Y > $param)"
 else
-    echo "bootstrap: cannot enable FUSE io-uring (not root or kernel < 6.14): /dev/fuse only" >&2
+    step "2/5 FUSE io-uring: cannot enable (not root or kernel < 6.14): /dev/fuse only" >&2
 fi
-# fusectl lets an unmount that hangs be aborted; distributions mount it at boot.
+
+# fusectl lets a hung mount be aborted; distributions mount it at boot. Unprivileged
+# mounts through fusermount3 need /dev/fuse readable by all (the distribution default is
+# 0666; some VMs ship 0600).
 if [ -d /sys/fs/fuse/connections ] && ! mountpoint -q /sys/fs/fuse/connections; then
     mount -t fusectl none /sys/fs/fuse/connections || true
 fi
-# Unprivileged mounts through fusermount3 need /dev/fuse readable by all (the
-# distribution default is 0666; some VMs ship 0600).
 [ -e /dev/fuse ] && chmod 666 /dev/fuse
+step "3/5 fusectl and /dev/fuse: ready"
 
 # Debian's python3 (not one in root's home, which other uids cannot read).
 if [ ! -x .venv/bin/python ]; then
+    step "4/5 creating .venv with /usr/bin/python3"
     /usr/bin/python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+else
+    step "4/5 .venv: present"
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,lint]'
-.venv/bin/python -c "import trio_fuse_uring._ring_cffi" \
-    || { echo "bootstrap: the io-uring extension did not build" >&2; exit 1; }
-echo "bootstrap: ready (.venv)"
+
+# The stamp names what the install was built from; Python sources need no reinstall
+# (the install is editable: a path entry, see pyproject.toml, that mypy follows too).
+stamp=.venv/.trio-fuse-uring-build
+inputs=$(cat pyproject.toml setup.py trio_fuse_uring/_ring.c trio_fuse_uring/_ring.h \
+    trio_fuse_uring/_ring_build.py | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ] \
+    && .venv/bin/python -c "import trio_fuse_uring._ring" 2>/dev/null; then
+    step "5/5 package: up to date"
+else
+    step "5/5 installing the package with its io-uring extension and the test, lint and docs tools"
+    .venv/bin/python -m pip install -q -e '.[test,lint,docs]'
+    .venv/bin/python -c "import trio_fuse_uring._ring" \
+        || { echo "bootstrap: the io-uring extension did not build" >&2; exit 1; }
+    echo "$inputs" > "$stamp"
+fi
+step "ready (.venv); \`.venv/bin/python -m trio_fuse_uring doctor\` checks this machine"
