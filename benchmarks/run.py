@@ -68,14 +68,14 @@ WORKLOADS: list[tuple[str, str, str]] = [
     ("readdir", "readdir 10k entries/s", "entries/s"),
 ]
 
-# Targets of issue 4: ratio of ours over uring to pyfuse3.
+# Performance goals: ratio of ours over uring to pyfuse3.
 TARGET_VS_PYFUSE3 = {
     "stat": 4.0, "cwu": 3.0, "randread1": 8.0, "randread2": 10.0,
     "seqread": 1.5, "seqwrite": 1.4,
 }  # fmt: skip
 # uring over our devfuse: >= 1 everywhere, more on these.
 TARGET_URING_VS_DEVFUSE = {"randread1": 1.3, "seqread": 2.0}
-LIBFUSE_READDIR_URING = 689_000  # libfuse C uring's readdir entries/s in issue 4's reference run
+LIBFUSE_READDIR_URING = 689_000  # libfuse C uring's readdir entries/s on the reference VM
 IDLE_RSS_MAX_MIB = 60
 
 
@@ -94,8 +94,8 @@ def our_systems(fs: str, extra_options: str = "") -> list[System]:
             argv += ["-o", extra_options]
         systems.append(System(transport, f"ours/{transport}", argv, True, has_source))
         if transport == "uring":
-            # Not in the default set: the hand-off that issue 4 asked to compare with the
-            # eventfd (queue threads wake trio through TrioToken.run_sync_soon).
+            # Not in the default set: the other hand-off, compared with the eventfd
+            # (queue threads wake trio through TrioToken.run_sync_soon).
             systems.append(System("uring-token", "ours/uring, TrioToken hand-off", argv, True,
                                   has_source, {"TRIO_FUSE_URING_HANDOFF": "token"}))  # fmt: skip
     return systems
@@ -344,7 +344,7 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
                        "met": got is not None and got >= target})  # fmt: skip
     rd = W.get("readdir", {}).get("median", {}).get("uring", {}).get("value")
     checks.append({"target": f"readdir: uring >= 0.5x libfuse C uring's {LIBFUSE_READDIR_URING:,}/s "
-                             "(absolute, from issue 4's reference run)",
+                             "(absolute, libfuse measured once on the reference VM)",
                    "got": rd / LIBFUSE_READDIR_URING if rd else None,
                    "met": bool(rd and rd >= 0.5 * LIBFUSE_READDIR_URING)})  # fmt: skip
     for n in ("uring", "devfuse"):
@@ -405,7 +405,7 @@ def render_table(names: list[str], summary: dict[str, Any], checks: list[dict[st
                        ("peak_rss_mib", "peak RSS MiB")):  # fmt: skip
         lines.append("| " + " | ".join([title] + [fmt_num(D[n][key]) for n in names]) + " |")
     lines.append("")
-    lines += ["| target (issue 4) | got | met |", "|---|---|---|"]
+    lines += ["| goal | got | met |", "|---|---|---|"]
     for c in checks:
         got = c["got"]
         lines.append(f"| {c['target']} | {fmt_num(got) if got is not None else '-'} | "
@@ -450,7 +450,7 @@ def draw_chart(names: list[str], summary: dict[str, Any], path: Path, title: str
         ]
         ty = [TARGET_VS_PYFUSE3[w] for w in ws if w in TARGET_VS_PYFUSE3]
         ax.scatter(tx, ty, marker="_", s=400, color="red", linewidths=2, zorder=3,
-                   label="issue 4 target for uring")  # fmt: skip
+                   label="goal for uring")  # fmt: skip
     ax.set_yscale("log")
     ax.axhline(1.0, color="black", linewidth=0.6)
     ax.set_xticks(range(len(ws)))

@@ -87,7 +87,7 @@ HANDOFF_ENV = "TRIO_FUSE_URING_HANDOFF"
 
 
 class _TokenWaker:
-    """The other hand-off that issue 4 asked to measure: instead of writing the eventfd
+    """The other hand-off, kept to be measured: instead of writing the eventfd
     that trio waits on, a queue thread calls into Python (taking the GIL) and wakes the
     loop with ``TrioToken.run_sync_soon``. Chosen with ``TRIO_FUSE_URING_HANDOFF=token``;
     benchmarks/README.md has the numbers that made the eventfd the default."""
