@@ -11,7 +11,7 @@ from pathlib import Path
 from setuptools import setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "trio_fuse_uring"))
-import _ring_build  # noqa: E402
+import _ring_build
 
 # setuptools runs this file once per build step; say it once, when the wheel is built.
 _BUILDING = {"bdist_wheel", "editable_wheel", "build_ext", "build", "develop", "install"}

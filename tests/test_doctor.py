@@ -54,7 +54,7 @@ def fake(tmp_path: Path) -> Host:
     mounts.write_text("none /sys/fs/fuse/connections fusectl rw 0 0\n")
     return Host(
         kernel_release="6.18.0-test", enable_uring_param=str(param), proc_mounts=str(mounts),
-        fusermount=shutil.which("fusermount3") or "/usr/bin/fusermount3", import_ring=_loads,
+        fusermount=shutil.which("fusermount3") or "/usr/bin/fusermount3", import_extension=_loads,
     )  # fmt: skip
 
 
@@ -84,7 +84,7 @@ def test_enable_uring_off_says_how_and_how_to_keep_it(fake: Host) -> None:
 
 def test_old_kernel(fake: Host, tmp_path: Path) -> None:
     old = Host(kernel_release="6.8.0-51-generic", enable_uring_param=str(tmp_path / "absent"),
-               proc_mounts=fake.proc_mounts, import_ring=_loads)  # fmt: skip
+               proc_mounts=fake.proc_mounts, import_extension=_loads)  # fmt: skip
     checks = _verdicts(old)
     assert checks["kernel"].verdict is Verdict.WARN and "6.14" in checks["kernel"].found
     assert checks["enable_uring"].verdict is Verdict.WARN
@@ -96,13 +96,13 @@ def test_old_kernel(fake: Host, tmp_path: Path) -> None:
 
 def test_new_kernel_without_the_parameter_is_not_called_old(fake: Host, tmp_path: Path) -> None:
     host = Host(kernel_release="6.15.2", enable_uring_param=str(tmp_path / "absent"),
-                import_ring=_loads)  # fmt: skip
+                import_extension=_loads)  # fmt: skip
     reason = _uring_support.unavailable_reason(InitFlag.OVER_IO_URING, host)
     assert reason is not None and "CONFIG_FUSE_IO_URING" in reason and "6.14 or newer" not in reason
 
 
 def test_extension_not_built(fake: Host) -> None:
-    host = Host(**{**fake.__dict__, "import_ring": _no_extension})
+    host = Host(**{**fake.__dict__, "import_extension": _no_extension})
     check = _verdicts(host)["extension"]
     assert check.verdict is Verdict.WARN
     assert "built without its io-uring extension" in check.found
@@ -112,7 +112,7 @@ def test_extension_not_built(fake: Host) -> None:
 
 
 def test_extension_built_but_liburing_missing_at_run_time(fake: Host) -> None:
-    host = Host(**{**fake.__dict__, "import_ring": _no_liburing_so})
+    host = Host(**{**fake.__dict__, "import_extension": _no_liburing_so})
     found = _verdicts(host)["extension"].found
     assert "installed but cannot load liburing" in found and "liburing2" in found
     assert "not built" not in found and "without" not in found

@@ -32,7 +32,9 @@ STACK = [
     "_devfuse",  # transport: /dev/fuse
     "_ring",  # transport: FUSE-over-io-uring
     "_session",  # INIT, the transport decision, mount() / run() / serve()
+    "_doctor",  # python -m trio_fuse_uring doctor: what this machine allows
     "",  # the public API
+    "__main__",  # the command line
 ]
 
 

@@ -35,8 +35,8 @@ class UringUnavailable(RuntimeError):
     """
 
 
-def _import_ring() -> None:
-    importlib.import_module("trio_fuse_uring._ring")
+def _import_extension() -> None:
+    importlib.import_module("trio_fuse_uring._ring_cffi")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class Host:
     fuse_conf: str = "/etc/fuse.conf"
     #: fusermount3's path, or None to look it up on PATH.
     fusermount: str | None = None
-    #: Imports the io-uring transport (raises ImportError when it cannot be loaded).
-    import_ring: Callable[[], object] = _import_ring
+    #: Imports the io-uring extension (raises ImportError when it cannot be loaded).
+    import_extension: Callable[[], object] = _import_extension
 
 
 def kernel_version(release: str) -> tuple[int, int] | None:
@@ -88,7 +88,7 @@ def cpu_list(path: str) -> list[int]:
 
 def extension_problem(host: Host | None = None) -> str | None:
     """Why the io-uring transport's C extension cannot be used, or None if it can."""
-    importer = (host or Host()).import_ring
+    importer = (host or Host()).import_extension
     try:
         importer()
     except ModuleNotFoundError as exc:
