@@ -25,6 +25,17 @@ a single, validated name, or acts on the descriptor itself through ``/proc/self/
   SOURCE by such a user exposes its file. A hard link made *through the mount* to a file
   outside is impossible (the kernel answers EXDEV before asking the daemon).
 
+Acting for other users: as root, every request that creates, opens, changes or removes
+something runs with the *caller's* file-system ids and supplementary groups (per-thread
+``setfsuid``/``setfsgid``/``setgroups`` around the syscall, which also drops root's
+file capabilities), so the source filesystem itself checks it exactly as if the caller
+had used SOURCE directly, and new objects get the caller's owner, group and set-ID bits
+from the kernel, with no chown afterwards. The daemon never acts with its own rights on
+an object the caller could not act on with its own; the only exception is removing
+set-user-ID/set-group-ID bits (what the kernel asks after an unprivileged write), which
+never gives anything. Run by another user, the daemon cannot switch ids: everything is
+then done, and owned, as that user (like sshfs).
+
 Inode numbers are the source's own (``stat`` shows the same ``st_ino``), except the root
 (always 1) and files of other filesystems mounted inside SOURCE, which get numbers from
 2**62 up.
@@ -48,6 +59,7 @@ mount while serving SOURCE and wait for itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -56,7 +68,7 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 
 import trio
@@ -160,6 +172,91 @@ def _kill_suidgid(fd: int) -> None:
         os.fchmod(fd, stat.S_IMODE(mode) & ~kill)
 
 
+# setgroups(2) by number: glibc's setgroups() changes every thread of the process (it
+# signals each one), the raw system call only the calling thread.
+_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159, "riscv64": 159}
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.argtypes = [ctypes.c_uint]
+_QUERY = 0xFFFFFFFF  # an invalid id: setfsuid/setfsgid then only return the current one
+
+
+def _caller_groups(ctx: tfu.RequestContext) -> list[int]:
+    """The supplementary groups of the process that made the request (none if unknown).
+
+    Read from ``/proc/PID/status`` and used only if its file-system ids are still the
+    request's: a pid reused by another process meanwhile must not lend its groups.
+    """
+    if ctx.pid <= 0:
+        return []
+    try:
+        with open(f"/proc/{ctx.pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        return []
+    fields = {}
+    for line in status.split(b"\n"):
+        key, _, value = line.partition(b":")
+        if key in (b"Uid", b"Gid", b"Groups"):
+            fields[key] = value.split()
+    try:
+        # Uid/Gid lines: real, effective, saved, file-system.
+        if int(fields[b"Uid"][3]) != ctx.uid or int(fields[b"Gid"][3]) != ctx.gid:
+            return []
+        return [int(g) for g in fields[b"Groups"]]
+    except (KeyError, IndexError, ValueError):
+        return []
+
+
+class _Credentials:
+    """Switch the calling thread to a request's file-system ids, and back.
+
+    ``with creds.caller(ctx):`` around the system calls of one request (with no await
+    inside: another request would run with these ids). Only possible as root; otherwise
+    the daemon's own ids are all there is and the block runs unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.uid, self.gid = os.geteuid(), os.getegid()
+        self.groups = os.getgroups()
+        self.enabled = self.uid == 0
+        self._nr = _SYS_SETGROUPS.get(os.uname().machine, -1)
+        if self.enabled and self._nr < 0:
+            raise RuntimeError(
+                f"acting for other users needs setgroups(2)'s number on "
+                f"{os.uname().machine}: add it to _SYS_SETGROUPS, or run as another user"
+            )
+
+    def _setgroups(self, groups: list[int]) -> None:
+        arr = (ctypes.c_uint * len(groups))(*groups)
+        _check(_libc.syscall(self._nr, len(groups), arr))
+
+    @contextlib.contextmanager
+    def caller(self, ctx: tfu.RequestContext) -> Iterator[None]:
+        if not self.enabled or (ctx.uid, ctx.gid) == (self.uid, self.gid):
+            yield
+            return
+        self._setgroups(_caller_groups(ctx))
+        try:
+            _libc.setfsgid(ctx.gid)
+            _libc.setfsuid(ctx.uid)  # from 0 to another id: root's file capabilities go
+            if _libc.setfsuid(_QUERY) != ctx.uid or _libc.setfsgid(_QUERY) != ctx.gid:
+                raise tfu.FUSEError(errno.EPERM)
+            yield
+        finally:
+            # The daemon's own ids again for whatever runs next on this thread (root's
+            # file capabilities come back with fsuid 0).
+            _libc.setfsuid(self.uid)
+            _libc.setfsgid(self.gid)
+            self._setgroups(self.groups)
+
+
+def _only_drops_setid(current: int, new: int) -> bool:
+    """Whether changing mode ``current`` to ``new`` at most removes set-ID bits."""
+    current = stat.S_IMODE(current)
+    setid = stat.S_ISUID | stat.S_ISGID
+    return new & ~current == 0 and (current ^ new) & ~setid == 0
+
+
 class _Inode:
     """An object of the source tree the kernel holds ``nlookup`` references to."""
 
@@ -192,7 +289,7 @@ class Passthrough(tfu.Operations):
         self._next_foreign = FOREIGN_BASE
         # directory handle (an fd) -> snapshot of (name, d_ino, type bits)
         self._dirs: dict[int, list[tuple[bytes, int, int]] | None] = {}
-        self._ids = (os.geteuid(), os.getegid())
+        self._creds = _Credentials()
         self._umask = _process_umask()
         self.writeback = False
         # The kernel writes back cached pages (of mmaps, or all writes with
@@ -250,28 +347,21 @@ class Passthrough(tfu.Operations):
     def _created(
         self, parent_fd: int, name: bytes, ctx: tfu.RequestContext, mode: int | None
     ) -> tfu.EntryAttributes:
-        """Look up a just-created ``name``; give it the caller's ids and exact ``mode``."""
+        """Look up the object just created as ``name`` (as the caller) and give it exactly
+        ``mode``, which the daemon's umask may have cut (main() clears it, a library user
+        may not have). Runs as the caller: if someone swapped the name meanwhile, only an
+        object the caller may change anyway can be touched."""
         fd = os.open(name, _O_PATH, dir_fd=parent_fd)
         try:
-            self._fix_owner_and_mode(_proc(fd), parent_fd, ctx, mode)
             st = os.stat(fd)
+            if mode is not None and mode & self._umask and not stat.S_ISLNK(st.st_mode):
+                # A directory keeps the set-group-ID bit it inherited from its parent.
+                os.chmod(_proc(fd), mode | (st.st_mode & stat.S_ISGID))
+                st = os.stat(fd)
         except BaseException:
             os.close(fd)
             raise
         return self._remember(fd, st)
-
-    def _fix_owner_and_mode(
-        self, target: str | int, parent_fd: int, ctx: tfu.RequestContext, mode: int | None
-    ) -> None:
-        # The daemon creates as itself; a request from another user gets that user's ids
-        # (the group stays the directory's if it is set-group-ID, as the kernel would do).
-        if (ctx.uid, ctx.gid) != self._ids:
-            gid = -1 if os.stat(parent_fd).st_mode & stat.S_ISGID else ctx.gid
-            os.chown(target, ctx.uid, gid)
-        # The request's mode already had the caller's umask applied; the daemon's own
-        # umask must not strip more (main() clears it, a library user may not have).
-        if mode is not None and mode & self._umask:
-            os.chmod(target, mode | (os.stat(target).st_mode & stat.S_ISGID))
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -298,7 +388,8 @@ class Passthrough(tfu.Operations):
         if _SLASH in name or name in _DOTS or not name or _NUL in name:
             return self._lookup_dots(parent_inode, pfd, name)
         try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            with self._creds.caller(ctx):  # the caller's search permission on the parent
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
             nid = self._nid(st)
             known = self._inodes.get(nid)
             if known is not None:
@@ -358,26 +449,14 @@ class Passthrough(tfu.Operations):
         # inode's magic link (which lands on the object itself, even on a symlink).
         target: str | int = fh if fh is not None else _proc(ino.fd)
         try:
-            if attr.st_mode is not None:
-                os.chmod(target, stat.S_IMODE(attr.st_mode))
-            if attr.st_uid is not None or attr.st_gid is not None:
-                uid = -1 if attr.st_uid is None else attr.st_uid
-                gid = -1 if attr.st_gid is None else attr.st_gid
-                os.chown(target, uid, gid)
-            if attr.st_size is not None:
-                if fh is not None:
-                    os.ftruncate(fh, attr.st_size)
-                else:
-                    if ino.fmt != _S_IFREG:
-                        raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.EINVAL)
-                    os.truncate(target, attr.st_size)
-            if (
-                attr.atime_now
-                or attr.mtime_now
-                or attr.st_atime_ns is not None
-                or attr.st_mtime_ns is not None
-            ):
-                self._utimens(target, attr)
+            mode = None if attr.st_mode is None else stat.S_IMODE(attr.st_mode)
+            if mode is not None and _only_drops_setid(os.stat(target).st_mode, mode):
+                # What the kernel asks after an unprivileged write (or a chmod that
+                # changes nothing): never gives anything, so the daemon may do it.
+                os.chmod(target, mode)
+                mode = None
+            with self._creds.caller(ctx):
+                self._setattr(ino, target, fh, mode, attr)
             if attr.kill_suidgid and attr.st_mode is None:
                 mode = os.stat(target).st_mode
                 kill = stat.S_ISUID | (stat.S_ISGID if mode & stat.S_IXGRP else 0)
@@ -386,6 +465,31 @@ class Passthrough(tfu.Operations):
             return _attr(inode, os.stat(fh if fh is not None else ino.fd))
         except OSError as exc:
             raise _error(exc) from None
+
+    def _setattr(
+        self, ino: _Inode, target: str | int, fh: int | None, mode: int | None,
+        attr: tfu.SetattrFields,
+    ) -> None:  # fmt: skip
+        if mode is not None:
+            os.chmod(target, mode)
+        if attr.st_uid is not None or attr.st_gid is not None:
+            uid = -1 if attr.st_uid is None else attr.st_uid
+            gid = -1 if attr.st_gid is None else attr.st_gid
+            os.chown(target, uid, gid)
+        if attr.st_size is not None:
+            if fh is not None:
+                os.ftruncate(fh, attr.st_size)
+            else:
+                if ino.fmt != _S_IFREG:
+                    raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.EINVAL)
+                os.truncate(target, attr.st_size)
+        if (
+            attr.atime_now
+            or attr.mtime_now
+            or attr.st_atime_ns is not None
+            or attr.st_mtime_ns is not None
+        ):
+            self._utimens(target, attr)
 
     @staticmethod
     def _utimens(target: str | int, attr: tfu.SetattrFields) -> None:
@@ -413,8 +517,9 @@ class Passthrough(tfu.Operations):
         _check_name(name)
         pfd = self._inode(parent_inode).fd
         try:
-            os.symlink(target, name, dir_fd=pfd)
-            return self._created(pfd, name, ctx, None)
+            with self._creds.caller(ctx):
+                os.symlink(target, name, dir_fd=pfd)
+                return self._created(pfd, name, ctx, None)
         except OSError as exc:
             raise _error(exc) from None
 
@@ -423,8 +528,9 @@ class Passthrough(tfu.Operations):
         pfd = self._inode(parent_inode).fd
         perm = stat.S_IMODE(mode) & ~ctx.umask
         try:
-            os.mknod(name, stat.S_IFMT(mode) | perm, rdev, dir_fd=pfd)
-            return self._created(pfd, name, ctx, perm)
+            with self._creds.caller(ctx):
+                os.mknod(name, stat.S_IFMT(mode) | perm, rdev, dir_fd=pfd)
+                return self._created(pfd, name, ctx, perm)
         except OSError as exc:
             raise _error(exc) from None
 
@@ -433,22 +539,25 @@ class Passthrough(tfu.Operations):
         pfd = self._inode(parent_inode).fd
         perm = stat.S_IMODE(mode) & ~ctx.umask
         try:
-            os.mkdir(name, perm, dir_fd=pfd)
-            return self._created(pfd, name, ctx, perm)
+            with self._creds.caller(ctx):
+                os.mkdir(name, perm, dir_fd=pfd)
+                return self._created(pfd, name, ctx, perm)
         except OSError as exc:
             raise _error(exc) from None
 
     async def unlink(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
         try:
-            os.unlink(name, dir_fd=self._inode(parent_inode).fd)
+            with self._creds.caller(ctx):
+                os.unlink(name, dir_fd=self._inode(parent_inode).fd)
         except OSError as exc:
             raise _error(exc) from None
 
     async def rmdir(self, parent_inode, name, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
         try:
-            os.rmdir(name, dir_fd=self._inode(parent_inode).fd)
+            with self._creds.caller(ctx):
+                os.rmdir(name, dir_fd=self._inode(parent_inode).fd)
         except OSError as exc:
             raise _error(exc) from None
 
@@ -458,10 +567,11 @@ class Passthrough(tfu.Operations):
         old_fd = self._inode(parent_inode_old).fd
         new_fd = self._inode(parent_inode_new).fd
         try:
-            if flags:
-                _check(_libc.renameat2(old_fd, name_old, new_fd, name_new, flags))
-            else:
-                os.rename(name_old, name_new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
+            with self._creds.caller(ctx):
+                if flags:
+                    _check(_libc.renameat2(old_fd, name_old, new_fd, name_new, flags))
+                else:
+                    os.rename(name_old, name_new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
         except OSError as exc:
             raise _error(exc) from None
 
@@ -472,7 +582,9 @@ class Passthrough(tfu.Operations):
         try:
             # linkat(AT_FDCWD, "/proc/self/fd/N", dir, name, AT_SYMLINK_FOLLOW): follows
             # only the magic link, to the object itself (a symlink stays a symlink).
-            os.link(_proc(ino.fd), new_name, dst_dir_fd=pfd, follow_symlinks=True)
+            # As the caller: protected_hardlinks applies to what the source holds now.
+            with self._creds.caller(ctx):
+                os.link(_proc(ino.fd), new_name, dst_dir_fd=pfd, follow_symlinks=True)
             st = os.stat(ino.fd)
         except OSError as exc:
             raise _error(exc) from None
@@ -496,7 +608,10 @@ class Passthrough(tfu.Operations):
         if ino.fmt != _S_IFREG:  # FIFOs, devices and sockets never get here
             raise tfu.FUSEError(errno.EISDIR if ino.fmt == _S_IFDIR else errno.ENXIO)
         try:
-            fd = os.open(_proc(ino.fd), self._flags(flags))
+            # As the caller: the source checks the permission on what it holds now, not
+            # on the attributes the kernel cached.
+            with self._creds.caller(ctx):
+                fd = os.open(_proc(ino.fd), self._flags(flags))
         except OSError as exc:
             raise _error(exc) from None
         if flags & os.O_TRUNC and ctx.uid != 0:
@@ -513,17 +628,15 @@ class Passthrough(tfu.Operations):
         _check_name(name)
         pfd = self._inode(parent_inode).fd
         perm = stat.S_IMODE(mode) & ~ctx.umask
+        flags = self._flags(flags) | (flags & os.O_EXCL) | os.O_NOFOLLOW
         try:
-            # O_EXCL stays: the name may have appeared in SOURCE after the kernel's
-            # negative lookup, and exclusive creation (lock files) must then fail.
-            flags = self._flags(flags) | (flags & os.O_EXCL) | os.O_CREAT | os.O_NOFOLLOW
-            fd = os.open(name, flags, perm, dir_fd=pfd)
+            with self._creds.caller(ctx):
+                fd, created = self._create_or_open(pfd, name, flags, perm)
         except OSError as exc:
             raise _error(exc) from None
         try:
-            if flags & os.O_TRUNC and ctx.uid != 0:  # it may have existed after all
+            if not created and flags & os.O_TRUNC and ctx.uid != 0:
                 _kill_suidgid(fd)
-            self._fix_owner_and_mode(fd, pfd, ctx, perm)
             st = os.stat(fd)
             # The inode's O_PATH descriptor comes from the open file, not from the name
             # (which someone may have replaced meanwhile).
@@ -534,6 +647,41 @@ class Passthrough(tfu.Operations):
         except OSError as exc:
             os.close(fd)
             raise _error(exc) from None
+
+    def _create_or_open(self, pfd: int, name: bytes, flags: int, perm: int) -> tuple[int, bool]:
+        """Create ``name`` exclusively, or open the file that is already there exactly
+        as ``open`` would (the kernel asks to create a name it last saw missing, which
+        may since have appeared in SOURCE). Runs as the caller. Returns (fd, created)."""
+        for _attempt in range(8):
+            try:
+                fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, perm, dir_fd=pfd)
+            except FileExistsError:
+                if flags & os.O_EXCL:
+                    raise
+            else:
+                if perm & self._umask:  # the daemon's umask cut some bits: restore them
+                    try:
+                        os.fchmod(fd, perm)
+                    except BaseException:
+                        os.close(fd)
+                        raise
+                return fd, True
+            try:
+                path_fd = os.open(name, _O_PATH, dir_fd=pfd)
+            except FileNotFoundError:
+                continue  # removed again meanwhile: create it after all
+            try:
+                fmt = stat.S_IFMT(os.stat(path_fd).st_mode)
+                if fmt != _S_IFREG:
+                    # What open(O_CREAT) says for a directory and (as the daemon never
+                    # follows one) a symlink; a device or FIFO is no file to create.
+                    raise tfu.FUSEError(
+                        {_S_IFDIR: errno.EISDIR, _S_IFLNK: errno.ELOOP}.get(fmt, errno.EEXIST)
+                    )
+                return os.open(_proc(path_fd), flags & ~os.O_NOFOLLOW), False
+            finally:
+                os.close(path_fd)
+        raise tfu.FUSEError(errno.EEXIST)  # created and removed by someone else, again
 
     async def read_into(self, fh, off, buf):  # type: ignore[no-untyped-def]
         if len(buf) >= _FILE_RANGE_MIN:
@@ -621,7 +769,8 @@ class Passthrough(tfu.Operations):
     async def opendir(self, inode, ctx):  # type: ignore[no-untyped-def]
         ino = self._inode(inode)
         try:
-            fh = os.open(_proc(ino.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            with self._creds.caller(ctx):
+                fh = os.open(_proc(ino.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise _error(exc) from None
         self._dirs[fh] = None
@@ -643,7 +792,7 @@ class Passthrough(tfu.Operations):
             name, ino, mode = names[i]
             # Attributes only for readdirplus calls (the framework calls attrs() then).
             found: list[tuple[int, int, os.stat_result]] = []  # (nid, fd or -1, stat)
-            attrs = partial(self._readdir_attrs, fh, name, found)
+            attrs = partial(self._readdir_attrs, fh, name, found, ctx)
             try:
                 counted = yield tfu.DirEntry(name, attrs, i + 1, ino=ino, mode=mode)
                 if counted and found:
@@ -659,10 +808,12 @@ class Passthrough(tfu.Operations):
                         os.close(fd)
 
     def _readdir_attrs(
-        self, fh: int, name: bytes, found: list[tuple[int, int, os.stat_result]]
-    ) -> tfu.EntryAttributes:
+        self, fh: int, name: bytes, found: list[tuple[int, int, os.stat_result]],
+        ctx: tfu.RequestContext,
+    ) -> tfu.EntryAttributes:  # fmt: skip
         try:
-            st = os.stat(name, dir_fd=fh, follow_symlinks=False)
+            with self._creds.caller(ctx):  # a readable but not searchable directory
+                st = os.stat(name, dir_fd=fh, follow_symlinks=False)
         except OSError as exc:
             raise _error(exc) from None  # removed since the snapshot
         nid = self._nid(st)
@@ -704,16 +855,24 @@ class Passthrough(tfu.Operations):
         )  # fmt: skip
 
     async def access(self, inode, mode, ctx):  # type: ignore[no-untyped-def]
-        # Only asked without default_permissions. The daemon acts with its own rights, so
-        # check the mode bits for the caller (owner, group or other; no ACLs and no
-        # supplementary groups: use default_permissions for exact semantics).
+        # Only asked without default_permissions.
         try:
-            st = os.stat(self._inode(inode).fd)
+            fd = self._inode(inode).fd
+            st = os.stat(fd)
         except OSError as exc:
             raise _error(exc) from None
         mode &= os.R_OK | os.W_OK | os.X_OK
         if not mode:
             return
+        if self._creds.enabled and not stat.S_ISLNK(st.st_mode):
+            # The source's own answer for the caller's ids (ACLs and groups included).
+            with self._creds.caller(ctx):
+                allowed = os.access(_proc(fd), mode, effective_ids=True)
+            if not allowed:
+                raise tfu.FUSEError(errno.EACCES)
+            return
+        # Not root: the daemon's own ids are all there are. Check the mode bits for the
+        # caller (owner, group or other; no ACLs and no supplementary groups).
         if ctx.uid == 0:
             if mode & os.X_OK and not st.st_mode & 0o111 and not stat.S_ISDIR(st.st_mode):
                 raise tfu.FUSEError(errno.EACCES)
@@ -737,25 +896,29 @@ class Passthrough(tfu.Operations):
 
     async def setxattr(self, inode, name, value, flags, ctx):  # type: ignore[no-untyped-def]
         try:
-            os.setxattr(self._xattr_path(inode), name, value, flags)
+            with self._creds.caller(ctx):
+                os.setxattr(self._xattr_path(inode), name, value, flags)
         except OSError as exc:
             raise _error(exc) from None
 
     async def getxattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
         try:
-            return os.getxattr(self._xattr_path(inode), name)
+            with self._creds.caller(ctx):
+                return os.getxattr(self._xattr_path(inode), name)
         except OSError as exc:
             raise _error(exc) from None
 
     async def listxattr(self, inode, ctx):  # type: ignore[no-untyped-def]
         try:
-            return [os.fsencode(n) for n in os.listxattr(self._xattr_path(inode))]
+            with self._creds.caller(ctx):
+                return [os.fsencode(n) for n in os.listxattr(self._xattr_path(inode))]
         except OSError as exc:
             raise _error(exc) from None
 
     async def removexattr(self, inode, name, ctx):  # type: ignore[no-untyped-def]
         try:
-            os.removexattr(self._xattr_path(inode), name)
+            with self._creds.caller(ctx):
+                os.removexattr(self._xattr_path(inode), name)
         except OSError as exc:
             raise _error(exc) from None
 
