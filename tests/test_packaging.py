@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require
+from markdown_blocks import DETACH_FUSE_COPIES
 
 from trio_fuse_uring._mountlib import is_mountpoint
 
@@ -131,8 +132,8 @@ def test_source_build_without_liburing_degrades_to_devfuse(tmp_path: Path) -> No
         pytest.skip("needs root and unshare to hide liburing.h from the build")
     out = tmp_path / "wheels"
     build = subprocess.run(
-        ["unshare", "-m", "sh", "-ec",
-         'mount --make-rprivate / && mount --bind /dev/null /usr/include/liburing.h && '
+        ["unshare", "-m", "--propagation", "private", "sh", "-ec",
+         f'{DETACH_FUSE_COPIES}; mount --bind /dev/null /usr/include/liburing.h && '
          'exec "$0" -m pip wheel -v --no-deps -w "$1" "$2"',
          sys.executable, str(out), str(REPO)],
         capture_output=True, text=True, check=False,
