@@ -35,7 +35,10 @@ def _safe(name: str, value: str) -> str:
 class Options:
     """How to mount and how to talk to the kernel.
 
-    Mount options (what ``mount -o`` would take):
+    Mount options are what ``mount -o`` would take; connection tuning is negotiated with
+    the kernel at INIT.
+
+    Mount options:
         fsname: shown as the source in ``/proc/mounts`` and ``df``.
         subtype: the filesystem type shown as ``fuse.<subtype>``.
         allow_other: let users other than the mounting one access the mount (as
@@ -50,7 +53,7 @@ class Options:
             ``suid`` and ``dev`` lift that (fusermount3 refuses them to other users).
             The filesystem learns the flags applied in ``InitInfo.mount_flags``.
 
-    Connection tuning (negotiated at INIT):
+    Connection tuning:
         max_write: largest WRITE the kernel sends (bytes); also sizes ring buffers.
         max_pages: largest READ in pages (the kernel's default is 32 = 128 KiB).
         max_readahead: read-ahead window in bytes.
