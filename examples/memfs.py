@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import stat
+import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -45,7 +46,16 @@ XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.")
 XATTR_CREATE, XATTR_REPLACE = os.XATTR_CREATE, os.XATTR_REPLACE
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
 SEEK_DATA, SEEK_HOLE = os.SEEK_DATA, os.SEEK_HOLE
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # <linux/fs.h>; not in Python's os module
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4  # <linux/fs.h>
+# Inode flags (chattr/lsattr, FS_IOC_GETFLAGS/SETFLAGS): the ones tmpfs lets users set.
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL, FS_NOATIME_FL = 0x10, 0x20, 0x40, 0x80
+SETTABLE_FLAGS = FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL
+INHERITED_FLAGS = FS_NODUMP_FL | FS_NOATIME_FL  # new inodes take these from the directory
+# The same through struct fsxattr (FS_IOC_FSGETXATTR/FSSETXATTR, which chattr also uses).
+FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR = 0x801C581F, 0x401C5820
+FSXATTR = struct.Struct("<IIIII8x")  # xflags extsize nextents projid cowextsize
+_XFLAGS = {FS_IMMUTABLE_FL: 0x8, FS_APPEND_FL: 0x10, FS_NODUMP_FL: 0x80, FS_NOATIME_FL: 0x40}
 DAY_NS = 24 * 3600 * 10**9
 _SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -245,8 +255,9 @@ class Inode:
     """
 
     __slots__ = (
-        "atime", "ctime", "data", "dir", "gid", "ino", "lock_changed", "lookups",
-        "mode", "mtime", "nlink", "opens", "plocks", "rdev", "target", "uid", "xattrs",
+        "atime", "btime", "ctime", "data", "dir", "gid", "iflags", "ino", "lock_changed",
+        "lookups", "mode", "mtime", "nlink", "opens", "plocks", "rdev", "target", "uid",
+        "xattrs",
     )  # fmt: skip
 
     def __init__(self, ino: int, mode: int, uid: int, gid: int, rdev: int = 0) -> None:
@@ -254,7 +265,8 @@ class Inode:
         self.nlink = 0
         self.lookups = 0
         self.opens = 0
-        self.atime = self.mtime = self.ctime = _now()
+        self.atime = self.mtime = self.ctime = self.btime = _now()
+        self.iflags = 0  # FS_*_FL
         self.xattrs: dict[bytes, bytes] | None = None  # most files have none
         self.data: FileData | None = FileData() if stat.S_ISREG(mode) else None
         self.dir: Directory | None = None
@@ -267,6 +279,13 @@ class Inode:
     @property
     def is_dir(self) -> bool:
         return self.dir is not None
+
+    def check_mutable(self, *, append_ok: bool = False) -> None:
+        """EPERM if the inode is immutable, or append-only unless ``append_ok``: the
+        checks the VFS makes with the inode flags of local filesystems (FUSE's inodes
+        do not carry them, so the filesystem makes them)."""
+        if self.iflags & FS_IMMUTABLE_FL or (self.iflags & FS_APPEND_FL and not append_ok):
+            raise tfu.FUSEError(errno.EPERM)
 
     def touch(self, *, m: bool = False, c: bool = True) -> None:
         now = _now()
@@ -448,7 +467,7 @@ class MemFS(tfu.Operations):
             st_ino=inode.ino, st_mode=inode.mode, st_nlink=inode.nlink, st_uid=inode.uid,
             st_gid=inode.gid, st_rdev=inode.rdev, st_size=size, st_blocks=blocks,
             st_blksize=PAGE, st_atime_ns=inode.atime, st_mtime_ns=inode.mtime,
-            st_ctime_ns=inode.ctime,
+            st_ctime_ns=inode.ctime, st_birthtime_ns=inode.btime,
         )  # fmt: skip
 
     def _entry(self, inode: Inode) -> tfu.EntryAttributes:
@@ -471,6 +490,7 @@ class MemFS(tfu.Operations):
         d = self._dir(parent_ino)
         if name in d.entries:
             raise tfu.FUSEError(errno.EEXIST)
+        parent.check_mutable(append_ok=True)
         inode = self._new_child(parent, mode, ctx, rdev)
         d.add(name, inode)
         inode.nlink = 1
@@ -489,7 +509,9 @@ class MemFS(tfu.Operations):
                 perm |= stat.S_ISGID
         if parent.dir is None or parent.nlink == 0:
             raise tfu.FUSEError(errno.ENOENT)  # a removed directory takes no new entries
-        return self._new_inode(stat.S_IFMT(mode) | perm, ctx.uid, gid, parent, rdev)
+        inode = self._new_inode(stat.S_IFMT(mode) | perm, ctx.uid, gid, parent, rdev)
+        inode.iflags = parent.iflags & INHERITED_FLAGS
+        return inode
 
     def _open_handle(self, inode: Inode, flags: int, ctx: tfu.RequestContext) -> int:
         fh = self.next_fh
@@ -559,6 +581,17 @@ class MemFS(tfu.Operations):
         # The kernel has already checked permissions (default_permissions) and, on
         # chmod by a non-member of the group, dropped S_ISGID from st_mode.
         node = self._get(inode)
+        if attr.atime_now or attr.mtime_now:
+            node.check_mutable(append_ok=True)  # touch: allowed on append-only files
+        if (
+            attr.st_size is not None
+            or attr.st_mode is not None
+            or attr.st_uid is not None
+            or attr.st_gid is not None
+            or attr.st_atime_ns is not None
+            or attr.st_mtime_ns is not None
+        ):
+            node.check_mutable()
         now = _now()
         if attr.st_size is not None:
             if node.data is None:
@@ -643,6 +676,8 @@ class MemFS(tfu.Operations):
         inode = d.entries.get(name)
         if inode is None:
             raise tfu.FUSEError(errno.ENOENT)
+        parent.check_mutable()  # before the type check, as the VFS's may_delete
+        inode.check_mutable()
         if inode.is_dir:
             raise tfu.FUSEError(errno.EISDIR)
         d.remove(name, self.dir_handles.get(parent_inode, 0))
@@ -657,6 +692,8 @@ class MemFS(tfu.Operations):
         inode = d.entries.get(name)
         if inode is None:
             raise tfu.FUSEError(errno.ENOENT)
+        parent.check_mutable()  # before the type check, as the VFS's may_delete
+        inode.check_mutable()
         if inode.dir is None:
             raise tfu.FUSEError(errno.ENOTDIR)
         if inode.dir.entries:
@@ -689,6 +726,12 @@ class MemFS(tfu.Operations):
         if src is None:
             raise tfu.FUSEError(errno.ENOENT)
         dst = new_dir.entries.get(name_new)
+        for node in (old_parent, src, dst):
+            if node is not None:
+                node.check_mutable()
+        new_parent.check_mutable(append_ok=dst is None)
+        if flags & RENAME_WHITEOUT and len(self.inodes) >= self.max_inodes:
+            raise tfu.FUSEError(errno.ENOSPC)  # before anything moves
         if flags & RENAME_EXCHANGE:
             if dst is None:
                 raise tfu.FUSEError(errno.ENOENT)
@@ -730,6 +773,12 @@ class MemFS(tfu.Operations):
         new_parent.touch(m=True)
         if dst is not None:
             self._maybe_free(dst)
+        if flags & RENAME_WHITEOUT:
+            # What overlayfs asks of its upper layer: a character device 0/0, mode 0,
+            # at the old name (the kernel checked CAP_MKNOD).
+            whiteout = self._new_child(old_parent, stat.S_IFCHR, ctx)
+            whiteout.nlink = 1
+            old_dir.add(name_old, whiteout)
 
     def _exchange(
         self,
@@ -769,6 +818,8 @@ class MemFS(tfu.Operations):
         d = self._dir(new_parent_inode)
         if node.is_dir:
             raise tfu.FUSEError(errno.EPERM)
+        node.check_mutable()
+        parent.check_mutable(append_ok=True)
         if parent.nlink == 0:
             raise tfu.FUSEError(errno.ENOENT)
         if new_name in d.entries:
@@ -785,6 +836,8 @@ class MemFS(tfu.Operations):
         node = self._get(inode)
         if node.is_dir:
             raise tfu.FUSEError(errno.EISDIR)
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            node.check_mutable(append_ok=bool(flags & os.O_APPEND and not flags & os.O_TRUNC))
         if flags & os.O_TRUNC and node.data is not None and flags & os.O_ACCMODE != os.O_RDONLY:
             # ATOMIC_O_TRUNC: the truncation of open(O_TRUNC) arrives here, not as setattr.
             if node.data.size:
@@ -811,7 +864,11 @@ class MemFS(tfu.Operations):
         """An access: update atime as the mount's flags say (the kernel leaves access
         times of FUSE files to the filesystem). relatime, the default: only if atime is
         older than mtime/ctime or a day old."""
-        if self.atime_policy == "noatime" or (self.nodiratime and inode.is_dir):
+        if (
+            self.atime_policy == "noatime"
+            or (self.nodiratime and inode.is_dir)
+            or inode.iflags & FS_NOATIME_FL
+        ):
             return
         now = _now()
         if (
@@ -829,6 +886,7 @@ class MemFS(tfu.Operations):
 
     async def write(self, fh: int, off: int, buf: memoryview) -> int:
         inode, data = self._file(fh)
+        inode.check_mutable(append_ok=True)
         self._reserve(len(buf))
         before = data.allocated
         data.write(off, buf)  # copies: buf is only valid during this call
@@ -871,6 +929,7 @@ class MemFS(tfu.Operations):
         before = data.allocated
         if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
             raise tfu.FUSEError(errno.EOPNOTSUPP)
+        inode.check_mutable(append_ok=not mode & ~FALLOC_FL_KEEP_SIZE)
         if mode & FALLOC_FL_PUNCH_HOLE:
             if not mode & FALLOC_FL_KEEP_SIZE or mode & FALLOC_FL_ZERO_RANGE:
                 raise tfu.FUSEError(errno.EOPNOTSUPP)
@@ -1005,6 +1064,7 @@ class MemFS(tfu.Operations):
     ) -> None:
         self._check_xattr_name(name)
         node = self._get(inode)
+        node.check_mutable()
         xattrs = node.xattrs
         exists = xattrs is not None and name in xattrs
         if flags & XATTR_CREATE and exists:
@@ -1029,10 +1089,39 @@ class MemFS(tfu.Operations):
     async def removexattr(self, inode: int, name: bytes, ctx: tfu.RequestContext) -> None:
         self._check_xattr_name(name)
         node = self._get(inode)
+        node.check_mutable()
         if not node.xattrs or name not in node.xattrs:
             raise tfu.FUSEError(errno.ENODATA)
         del node.xattrs[name]
         node.touch()
+
+    # ---- inode flags (chattr) -----------------------------------------------------------------
+
+    async def ioctl(
+        self, fh: int, cmd: int, arg: int, data: bytes, out_size: int, flags: int
+    ) -> tuple[int, bytes]:
+        # The kernel turns FS_IOC_GETFLAGS/SETFLAGS on any file or directory into these,
+        # after its own checks (owner or CAP_FOWNER; CAP_LINUX_IMMUTABLE for i and a).
+        node = self._handle(fh).inode
+        if cmd == FS_IOC_GETFLAGS and out_size >= 4:
+            return 0, node.iflags.to_bytes(4, "little")
+        if cmd == FS_IOC_FSGETXATTR and out_size >= FSXATTR.size:
+            xflags = sum(x for fl, x in _XFLAGS.items() if node.iflags & fl)
+            return 0, FSXATTR.pack(xflags, 0, 0, 0, 0)
+        if cmd == FS_IOC_SETFLAGS and len(data) >= 4:
+            new = int.from_bytes(data[:4], "little")
+        elif cmd == FS_IOC_FSSETXATTR and len(data) >= FSXATTR.size:
+            xflags, extsize, _, projid, cowextsize = FSXATTR.unpack_from(data)
+            if xflags & ~sum(_XFLAGS.values()) or extsize or projid or cowextsize:
+                raise tfu.FUSEError(errno.EOPNOTSUPP)
+            new = sum(fl for fl, x in _XFLAGS.items() if xflags & x)
+        else:
+            raise tfu.FUSEError(errno.ENOTTY)
+        if new & ~SETTABLE_FLAGS:
+            raise tfu.FUSEError(errno.EOPNOTSUPP)
+        node.iflags = new
+        node.touch()
+        return 0, b""
 
     # ---- POSIX locks ---------------------------------------------------------------------------
 

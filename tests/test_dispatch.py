@@ -304,7 +304,7 @@ class RenameOps(Operations):
         self.calls.append((old_parent, old, new_parent, new, flags))
 
 
-@pytest.mark.parametrize("flags", [4, 8, 1 << 31, 5])  # RENAME_WHITEOUT, junk, mixed
+@pytest.mark.parametrize("flags", [8, 1 << 31, 12])  # junk, junk, junk with RENAME_WHITEOUT
 async def test_rename_unsupported_flags_einval(flags: int) -> None:
     ops = RenameOps()
     req = request(RENAME2, struct.pack("<QII", 9, flags, 0), b"a\0b\0", nodeid=3)
@@ -312,7 +312,8 @@ async def test_rename_unsupported_flags_einval(flags: int) -> None:
     assert ops.calls == []
 
 
-@pytest.mark.parametrize("flags", [0, 1, 2])  # none, RENAME_NOREPLACE, RENAME_EXCHANGE
+# none, RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT (alone and with NOREPLACE)
+@pytest.mark.parametrize("flags", [0, 1, 2, 4, 5])
 async def test_rename_supported_flags(flags: int) -> None:
     ops = RenameOps()
     req = request(RENAME2, struct.pack("<QII", 9, flags, 0), b"a\0b\0", nodeid=3)

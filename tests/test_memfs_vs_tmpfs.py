@@ -388,3 +388,151 @@ async def test_seek_data_and_blocks_at_page_granularity(roots):
         return out
 
     await same(roots, work)
+
+
+# ---- inode flags (chattr) ----------------------------------------------------------------------
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NOATIME_FL = 0x10, 0x20, 0x80
+
+
+def _setflags(path: Path, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags))
+    finally:
+        os.close(fd)
+
+
+def _getflags(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0])
+    finally:
+        os.close(fd)
+
+
+def _attempts(root: Path) -> list[Any]:
+    """Every kind of change to an immutable, then an append-only, file and directory."""
+    out: list[Any] = []
+
+    def attempt(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+            out.append("ok")
+        except OSError as exc:
+            out.append(errno.errorcode[exc.errno])
+
+    def write(path: Path, flags: int) -> None:
+        fd = os.open(path, os.O_WRONLY | flags)
+        try:
+            os.write(fd, b"more")
+        finally:
+            os.close(fd)
+
+    for flag in (FS_IMMUTABLE_FL, FS_APPEND_FL):
+        f, d = root / f"f{flag}", root / f"d{flag}"
+        f.write_bytes(b"data")
+        d.mkdir()
+        (d / "inside").write_bytes(b"")
+        for path in (f, d):
+            _setflags(path, flag)
+            out.append(_getflags(path))
+        attempt(write, f, 0)
+        attempt(write, f, os.O_APPEND)
+        attempt(write, f, os.O_TRUNC)
+        attempt(os.truncate, f, 1)
+        attempt(os.chmod, f, 0o600)
+        attempt(os.chown, f, 1, 1)
+        attempt(os.utime, f, (1, 1))
+        attempt(os.utime, f, None)
+        attempt(os.setxattr, f, "user.x", b"1")
+        attempt(os.link, f, root / f"link{flag}")
+        attempt(os.rename, f, root / f"moved{flag}")
+        attempt(os.unlink, f)
+        attempt((d / "new").write_bytes, b"")
+        attempt(os.mkdir, d / "sub")
+        attempt(os.unlink, d / "inside")
+        attempt(os.rename, d / "inside", d / "renamed")
+        attempt(os.rmdir, d)
+        out.append(f.read_bytes())
+        for path in (f, d):
+            _setflags(path, 0)
+    # noatime (+A): reads leave atime alone, and new files inherit the flag.
+    d = root / "noatime"
+    d.mkdir()
+    _setflags(d, FS_NOATIME_FL)
+    f = d / "f"
+    f.write_bytes(b"x")
+    out.append(_getflags(f))
+    os.utime(f, ns=(10**9, 2 * 10**9))
+    f.read_bytes()
+    out.append(os.stat(f).st_atime_ns)
+    return out
+
+
+async def test_inode_flags_like_tmpfs(roots):
+    out = await same(roots, _attempts)
+    assert out[:4] == [FS_IMMUTABLE_FL, FS_IMMUTABLE_FL, "EPERM", "EPERM"]
+    assert out[-2:] == [FS_NOATIME_FL, 10**9]
+
+
+# ---- RENAME_WHITEOUT ---------------------------------------------------------------------------
+
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+
+
+async def test_rename_whiteout_like_tmpfs(roots):
+    def work(root: Path) -> list[Any]:
+        out: list[Any] = []
+        d = root / "w"
+        d.mkdir(mode=0o2777)
+        os.chown(d, 0, NOBODY)  # set-group-ID directory: the whiteout takes its group
+        os.chmod(d, 0o2777)
+        for name in ("a", "b", "c"):
+            (d / name).write_bytes(name.encode())
+        for old, new, flags in (
+            ("a", "x", RENAME_WHITEOUT),
+            ("b", "c", RENAME_WHITEOUT),  # over an existing file
+            ("c", "x", RENAME_WHITEOUT | RENAME_NOREPLACE),
+            ("c", "x", RENAME_WHITEOUT | RENAME_EXCHANGE),
+        ):
+            ret = libc.renameat2(-100, bytes(d / old), -100, bytes(d / new), flags)
+            out.append(errno.errorcode[ctypes.get_errno()] if ret < 0 else "ok")
+        for name in sorted(os.listdir(d)):
+            s = os.lstat(d / name)
+            out.append((name, oct(s.st_mode), s.st_rdev, s.st_nlink, s.st_uid, s.st_gid))
+        return out
+
+    out = await same(roots, work)
+    assert ("a", "0o20000", 0, 1, 0, NOBODY) in out
+
+
+# ---- creation time -----------------------------------------------------------------------------
+
+STATX_BTIME = 0x800
+
+
+def _btime(path: Path) -> int | None:
+    buf = ctypes.create_string_buffer(256)
+    _check(libc.statx(-100, bytes(path), 0, 0x7FF | STATX_BTIME, buf))
+    (mask,) = struct.unpack_from("I", buf, 0)
+    sec, nsec = struct.unpack_from("qI", buf, 80)
+    return sec * 10**9 + nsec if mask & STATX_BTIME else None
+
+
+async def test_creation_time_through_statx(roots):
+    def work(root: Path) -> list[Any]:
+        before = time.time_ns() - 20_000_000  # tmpfs's clock is coarse: a few ms behind
+        f = root / "born"
+        f.write_bytes(b"")
+        after = time.time_ns()
+        btime = _btime(f)
+        assert btime is not None
+        time.sleep(0.02)
+        f.write_bytes(b"changed")
+        os.chmod(f, 0o600)
+        os.utime(f, ns=(1, 1))
+        return [before <= btime <= after, _btime(f) == btime, os.stat(f).st_mtime_ns]
+
+    assert await same(roots, work) == [True, True, 1]

@@ -10,6 +10,7 @@ checked at explicit byte offsets for the same reason.
 from __future__ import annotations
 
 import errno
+import os
 import stat
 import struct
 
@@ -92,7 +93,7 @@ KERNEL_SIZES = {
     "FUSE_DIRENT": 24, "FUSE_NOTIFY_INVAL_INODE_OUT": 24, "FUSE_NOTIFY_INVAL_ENTRY_OUT": 16,
     "FUSE_NOTIFY_DELETE_OUT": 24, "FUSE_NOTIFY_STORE_OUT": 24,
     "FUSE_NOTIFY_RETRIEVE_OUT": 32, "FUSE_NOTIFY_RETRIEVE_IN": 40, "FUSE_EXT_HEADER": 8,
-    "FUSE_URING_ENT_IN_OUT": 32,
+    "FUSE_URING_ENT_IN_OUT": 32, "FUSE_STATX_OUT": 288,
 }  # fmt: skip
 
 
@@ -227,11 +228,18 @@ def test_syncfs_has_a_padding_struct() -> None:
         decode(raw(SYNCFS, b"\0" * 4))
 
 
-@pytest.mark.parametrize("opcode", [STATX, SETUPMAPPING, REMOVEMAPPING])
+@pytest.mark.parametrize("opcode", [SETUPMAPPING, REMOVEMAPPING])
 def test_unsupported_ops_decode_far_enough_for_enosys(opcode: int) -> None:
-    arg = struct.pack("<IIQII", 0, 0, 0, 0, 0x7FF) if opcode == STATX else b"\0" * 40
-    req = decode(raw(opcode, arg, unique=99))
+    req = decode(raw(opcode, b"\0" * 40, unique=99))
     assert isinstance(req, P.Unsupported) and req.unique == 99 and req.opcode == opcode
+
+
+def test_statx() -> None:
+    req = decode(raw(STATX, struct.pack("<IIQII", 1, 0, 42, 0, 0xFFF), unique=99))
+    assert isinstance(req, P.Statx)
+    assert (req.fh, req.sx_flags, req.sx_mask) == (42, 0, 0xFFF)
+    req = decode(raw(STATX, struct.pack("<IIQII", 0, 0, 42, 0, 0x7FF)))
+    assert isinstance(req, P.Statx) and req.fh is None
 
 
 def test_symlink_two_names() -> None:
@@ -764,6 +772,28 @@ def test_encode_attr() -> None:
     check_fuse_attr(out, 16, ATTR)
 
 
+def test_encode_statx() -> None:
+    """fuse_statx_out: basic stats always, the creation time when known; signed times;
+    rdev split into major and minor as the kernel rebuilds it (MKDEV)."""
+    a = EntryAttributes(
+        st_ino=9, st_mode=0o20644, st_nlink=2, st_uid=3, st_gid=4, st_size=5, st_blocks=8,
+        st_blksize=4096, st_rdev=os.makedev(259, 70000), st_atime_ns=-1, st_mtime_ns=2 * 10**9,
+        st_ctime_ns=3, st_birthtime_ns=-(10**18) - 7,
+    )  # fmt: skip
+    out = P.encode_statx(a, attr_timeout=1.5)
+    fields = _abi.FUSE_STATX_OUT.unpack(out)
+    assert fields[:2] == (1, 500_000_000)
+    mask, blksize, _, nlink, uid, gid, mode, _, ino, size, blocks, _ = fields[5:17]
+    assert mask == 0xFFF and (blksize, nlink, uid, gid, mode) == (4096, 2, 3, 4, 0o20644)
+    assert (ino, size, blocks) == (9, 5, 8)
+    atime, btime, ctime, mtime = (fields[17 + 3 * i : 19 + 3 * i] for i in range(4))
+    assert atime == (-1, 999_999_999) and btime == (-(10**9) - 1, 999_999_993)
+    assert (ctime, mtime) == ((0, 3), (2, 0))
+    assert fields[29:31] == (259, 70000)
+    unknown = P.encode_statx(EntryAttributes(st_ino=1))
+    assert _abi.FUSE_STATX_OUT.unpack(unknown)[5] == 0x7FF  # no STATX_BTIME
+
+
 @pytest.mark.parametrize(
     ("t", "sec", "nsec"),
     [(0, 0, 0), (-1.0, 0, 0), (1, 1, 0), (0.25, 0, 250_000_000), (86400.5, 86400, 500_000_000),
@@ -970,4 +1000,4 @@ def test_describe() -> None:
     assert line.startswith("WRITE n4 fh=1 offset=0 size=3") and "data=<3 bytes>" in line
     long = P.describe(decode(raw(SYMLINK, payload=b"l\0" + b"t" * 100 + b"\0")))
     assert "b'" + "t" * 64 + "...'" in long
-    assert P.describe(decode(raw(STATX, b"\0" * 24))) == "STATX n1"
+    assert P.describe(decode(raw(STATX, b"\0" * 24))) == "STATX n1 fh=None sx_flags=0 sx_mask=0"

@@ -372,10 +372,12 @@ def _copy_file_range(draw: st.DrawFn, op: int) -> Built:
     return struct.pack("<7Q", *vals), b"", exp, P.CopyFileRange
 
 
-@builder(52, size=24)  # STATX: decoded only far enough for ENOSYS
+@builder(52, size=24)  # STATX
 def _statx(draw: st.DrawFn, op: int) -> Built:
-    arg = struct.pack("<IIQII", draw(u32), draw(u32), draw(u64), draw(u32), draw(u32))
-    return arg, b"", {}, P.Unsupported
+    flags, fh, sx_flags, sx_mask = draw(u32), draw(u64), draw(u32), draw(u32)
+    arg = struct.pack("<IIQII", flags, draw(u32), fh, sx_flags, sx_mask)
+    exp = {"fh": fh if flags & 1 else None, "sx_flags": sx_flags, "sx_mask": sx_mask}
+    return arg, b"", exp, P.Statx
 
 
 @builder(26, size=64)

@@ -272,6 +272,12 @@ FUSE_COPY_FILE_RANGE_IN = struct.Struct(
 FUSE_COPY_FILE_RANGE_OUT = struct.Struct("<Q")  # bytes_copied (COPY_FILE_RANGE_64)
 FUSE_SYNCFS_IN = struct.Struct("<Q")
 FUSE_STATX_IN = struct.Struct("<IIQII")  # getattr_flags reserved fh sx_flags sx_mask
+FUSE_STATX_OUT = struct.Struct("<QIIQQ" + "IIQIIIHHQQQQ" + "qIi" * 4 + "IIII112x")
+# attr_valid attr_valid_nsec flags spare[2], then fuse_statx: mask blksize attributes
+# nlink uid gid mode spare0 ino size blocks attributes_mask, atime btime ctime mtime as
+# (sec nsec reserved), rdev_major rdev_minor dev_major dev_minor, spare2[14]
+STATX_BASIC_STATS = 0x7FF
+STATX_BTIME = 0x800
 FUSE_DIRENT = struct.Struct("<QQII")  # ino off namelen type, then name, padded to 8
 FUSE_NOTIFY_INVAL_INODE_OUT = struct.Struct("<Qqq")  # ino off len
 FUSE_NOTIFY_INVAL_ENTRY_OUT = struct.Struct("<QII")  # parent namelen flags, then name\0

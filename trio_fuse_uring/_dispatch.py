@@ -55,7 +55,7 @@ class _NoReply(bytes):
 
 _NO_REPLY = _NoReply()
 _V = _abi.SetattrValid
-_ALLOWED_RENAME_FLAGS = _abi.RENAME_NOREPLACE | _abi.RENAME_EXCHANGE
+_ALLOWED_RENAME_FLAGS = _abi.RENAME_NOREPLACE | _abi.RENAME_EXCHANGE | _abi.RENAME_WHITEOUT
 _EARLY_INTERRUPTS_MAX = 1024
 _READ = int(Opcode.READ)
 
@@ -322,6 +322,14 @@ class Dispatcher:
             "EntryAttributes",
         )  # fmt: skip
         return P.encode_attr(attr, self.attr_timeout)
+
+    async def _statx(self, r: P.Statx) -> Body:
+        # STATX is GETATTR that can carry the creation time (EntryAttributes.st_birthtime_ns).
+        attr = _expect(
+            await self.ops.getattr(r.nodeid, self._ctx(r)), EntryAttributes, "getattr",
+            "EntryAttributes",
+        )  # fmt: skip
+        return P.encode_statx(attr, self.attr_timeout)
 
     async def _setattr(self, r: P.Setattr) -> Body:
         v = r.valid

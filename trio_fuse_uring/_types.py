@@ -78,6 +78,8 @@ class EntryAttributes:
     st_atime_ns: int = 0
     st_mtime_ns: int = 0
     st_ctime_ns: int = 0
+    #: Creation time, for ``statx`` (STATX_BTIME); None: the filesystem does not keep it.
+    st_birthtime_ns: int | None = None
 
     def __post_init__(self) -> None:
         if not stat.S_IFMT(self.st_mode):

@@ -45,6 +45,7 @@ from ._requests import (
     Setattr,
     Setxattr,
     Statfs,
+    Statx,
     Symlink,
     Syncfs,
     Unlink,
@@ -234,6 +235,12 @@ def _d_batch_forget(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> 
 def _d_getattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
     flags, _, fh = _abi.FUSE_GETATTR_IN.unpack_from(a)
     return Getattr(*c, fh=fh if flags & _abi.GETATTR_FH else None)
+
+
+def _d_statx(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
+    flags, _, fh, sx_flags, sx_mask = _abi.FUSE_STATX_IN.unpack_from(a)
+    fh_or_none = fh if flags & _abi.GETATTR_FH else None
+    return Statx(*c, fh=fh_or_none, sx_flags=sx_flags, sx_mask=sx_mask)
 
 
 def _d_setattr(c: _Common, a: memoryview, p: memoryview, n: Negotiated) -> Request:
@@ -507,7 +514,7 @@ OPCODES: Mapping[int, OpcodeInfo] = _table(
     (Opcode.REMOVEMAPPING,      Unsupported,   0,                                     _d_noarg,           None,              None,              _R),
     (Opcode.SYNCFS,             Syncfs,        _abi.FUSE_SYNCFS_IN.size,              _d_noarg,           "syncfs",          "syncfs",          _R),
     (Opcode.TMPFILE,            Create,        _abi.FUSE_CREATE_IN.size,              _d_create,          "tmpfile",         "create",          _R),
-    (Opcode.STATX,              Unsupported,   _abi.FUSE_STATX_IN.size,               _d_noarg,           None,              None,              _R),
+    (Opcode.STATX,              Statx,         _abi.FUSE_STATX_IN.size,               _d_statx,           "getattr",         "statx",           _R),
     (Opcode.COPY_FILE_RANGE_64, CopyFileRange, _abi.FUSE_COPY_FILE_RANGE_IN.size,     _d_copy_file_range, "copy_file_range", "copy_file_range", _R),
 )
 # fmt: on

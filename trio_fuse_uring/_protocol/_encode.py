@@ -88,6 +88,26 @@ def encode_attr(a: EntryAttributes, attr_timeout: float = 1.0) -> bytes:
     return _abi.FUSE_ATTR_OUT.pack(av, avn, 0, *_attr_tuple(a))
 
 
+def encode_statx(a: EntryAttributes, attr_timeout: float = 1.0) -> bytes:
+    """``fuse_statx_out`` for STATX: the attributes, and the creation time if known."""
+    av, avn = _split_timeout(attr_timeout if a.attr_timeout is None else a.attr_timeout)
+    mask = _abi.STATX_BASIC_STATS
+    times: list[int] = []
+    for ns in (a.st_atime_ns, a.st_birthtime_ns, a.st_ctime_ns, a.st_mtime_ns):
+        sec, nsec = divmod(ns or 0, 1_000_000_000)
+        times += [sec, nsec, 0]  # signed seconds: pre-1970 times are negative
+    if a.st_birthtime_ns is not None:
+        mask |= _abi.STATX_BTIME
+    dev = a.st_rdev  # as os.makedev() encodes it
+    major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & 0xFFFFF000)
+    minor = (dev & 0xFF) | ((dev >> 12) & 0xFFFFFF00)
+    return _abi.FUSE_STATX_OUT.pack(
+        av, avn, 0, 0, 0,
+        mask, a.st_blksize, 0, a.st_nlink, a.st_uid, a.st_gid, a.st_mode, 0, a.st_ino,
+        a.st_size, a.st_blocks, 0, *times, major, minor, 0, 0,
+    )  # fmt: skip
+
+
 def encode_open(fh: int, open_flags: int) -> bytes:
     """``fuse_open_out`` for OPEN/OPENDIR (and CREATE's second half)."""
     return _abi.FUSE_OPEN_OUT.pack(fh, open_flags, 0)
@@ -322,6 +342,7 @@ __all__ = [
     "encode_open",
     "encode_poll",
     "encode_statfs",
+    "encode_statx",
     "encode_u64",
     "encode_write",
     "encode_xattr_size",

@@ -54,6 +54,15 @@ class Getattr(Request):
 
 
 @dataclass(slots=True, kw_only=True)
+class Statx(Request):
+    """STATX: GETATTR that may ask for more (the creation time) in ``sx_mask``."""
+
+    fh: int | None
+    sx_flags: int
+    sx_mask: int
+
+
+@dataclass(slots=True, kw_only=True)
 class Setattr(Request):
     valid: int
     fh: int | None
@@ -326,7 +335,7 @@ class Syncfs(Request):
 
 @dataclass(slots=True, kw_only=True)
 class Unsupported(Request):
-    """An opcode we decode only far enough to answer ENOSYS (STATX, DAX mappings, ...)."""
+    """An opcode we decode only far enough to answer ENOSYS (DAX mappings, ...)."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -393,6 +402,7 @@ __all__ = [
     "Setattr",
     "Setxattr",
     "Statfs",
+    "Statx",
     "Symlink",
     "Syncfs",
     "Unlink",

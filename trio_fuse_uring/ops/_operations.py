@@ -95,7 +95,8 @@ class Operations:
         """
 
     async def getattr(self, inode: int, ctx: RequestContext) -> EntryAttributes:
-        """Return the attributes of ``inode`` (``stat``). Default: ENOSYS."""
+        """Return the attributes of ``inode`` (``stat``); also answers ``statx``, which
+        gets the creation time from ``EntryAttributes.st_birthtime_ns``. Default: ENOSYS."""
         raise _enosys()
 
     async def setattr(
@@ -151,10 +152,13 @@ class Operations:
         flags: int,
         ctx: RequestContext,
     ) -> None:
-        """Rename, with ``flags`` 0, ``RENAME_NOREPLACE`` or ``RENAME_EXCHANGE``.
+        """Rename, with ``flags`` 0 or any of ``RENAME_NOREPLACE``, ``RENAME_EXCHANGE``
+        and ``RENAME_WHITEOUT`` (leave a whiteout, a character device 0/0, at the old
+        name, as overlayfs asks of its upper layer; the kernel has checked CAP_MKNOD).
 
-        Requests with other flags (e.g. RENAME_WHITEOUT) are answered EINVAL by the
-        framework and never reach the handler. Default: ENOSYS.
+        Requests with other flags are answered EINVAL by the framework and never reach
+        the handler; raise ``FUSEError(EINVAL)`` for flags you do not support.
+        Default: ENOSYS.
         """
         raise _enosys()
 
