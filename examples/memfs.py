@@ -5,8 +5,9 @@
 
 Regular files (sparse, fallocate, SEEK_DATA/SEEK_HOLE, copy_file_range), directories,
 symlinks, hard links, fifos, sockets, device nodes, O_TMPFILE, extended attributes,
-rename flags, POSIX locks (OFD locks included), file handles (open_by_handle_at, NFS
-export). BSD flock locks are left to the kernel, as for any local filesystem (they show
+POSIX ACLs (with ``-o posix_acl``), rename flags (whiteouts too), inode flags (chattr
++i, +a, +A), creation times (statx), POSIX locks (OFD locks included), file handles
+(open_by_handle_at, NFS export), the mount's atime flags. BSD flock locks are left to the kernel, as for any local filesystem (they show
 in /proc/locks). Permissions are checked by the kernel (``default_permissions``); memfs
 keeps the metadata right (owners, umask, set-group-ID directories, suid/sgid clearing,
 nanosecond timestamps before and after 1970, link counts).
@@ -244,6 +245,103 @@ def _lowest_bit(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
 
 
+# ---- POSIX ACLs --------------------------------------------------------------------------
+# Stored as the kernel hands them over: the system.posix_acl_* xattrs in their binary form
+# (a u32 version 2, then u16 tag, u16 perm, u32 id per entry). The kernel checks access
+# with them (posix_acl negotiated); memfs keeps them valid, in step with the mode bits,
+# and inherited from directories' default ACLs, as tmpfs does.
+
+ACL_ACCESS, ACL_DEFAULT = b"system.posix_acl_access", b"system.posix_acl_default"
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 16, 32
+_ACL_VERSION = struct.Struct("<I")
+_ACL_ENTRY = struct.Struct("<HHI")  # tag perm id
+_ACL_ORDER = {
+    ACL_USER_OBJ: 0,
+    ACL_USER: 1,
+    ACL_GROUP_OBJ: 2,
+    ACL_GROUP: 3,
+    ACL_MASK: 4,
+    ACL_OTHER: 5,
+}
+Acl = list[list[int]]  # [tag, perm, id] in the kernel's order
+
+
+def parse_acl(value: bytes) -> Acl:
+    """Decode and validate an ACL as the kernel's posix_acl_valid does (EINVAL if not):
+    one owner, owning group and other entry, named users and groups sorted by id and
+    unique, a mask exactly when there are named entries."""
+    n, rest = divmod(len(value) - _ACL_VERSION.size, _ACL_ENTRY.size)
+    if n < 0 or rest or _ACL_VERSION.unpack_from(value)[0] != 2:
+        raise tfu.FUSEError(errno.EINVAL)
+    acl = [list(_ACL_ENTRY.unpack_from(value, 4 + 8 * i)) for i in range(n)]
+    keys = []
+    for tag, perm, uid in acl:
+        if tag not in _ACL_ORDER or perm & ~7:
+            raise tfu.FUSEError(errno.EINVAL)
+        keys.append((_ACL_ORDER[tag], uid if tag in (ACL_USER, ACL_GROUP) else -1))
+    tags = [e[0] for e in acl]
+    named = ACL_USER in tags or ACL_GROUP in tags
+    masks = tags.count(ACL_MASK)
+    if (
+        keys != sorted(set(keys))  # in order, no duplicates
+        or [tags.count(t) for t in (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER)] != [1, 1, 1]
+        or masks > 1
+        or (named and not masks)
+    ):
+        raise tfu.FUSEError(errno.EINVAL)
+    return acl
+
+
+def acl_bytes(acl: Acl) -> bytes:
+    return _ACL_VERSION.pack(2) + b"".join(_ACL_ENTRY.pack(*e) for e in acl)
+
+
+def acl_is_extended(acl: Acl) -> bool:
+    """False if the mode bits say everything (posix_acl_equiv_mode): no named entries."""
+    return any(e[0] in (ACL_USER, ACL_GROUP) for e in acl)
+
+
+def _acl_class(acl: Acl, tag: int) -> list[int] | None:
+    return next((e for e in acl if e[0] == tag), None)
+
+
+def acl_mode(acl: Acl) -> int:
+    """The permission bits an access ACL stands for (the group class is the mask's)."""
+    group = _acl_class(acl, ACL_MASK) or _acl_class(acl, ACL_GROUP_OBJ)
+    owner, other = _acl_class(acl, ACL_USER_OBJ), _acl_class(acl, ACL_OTHER)
+    assert owner is not None and group is not None and other is not None
+    return owner[1] << 6 | group[1] << 3 | other[1]
+
+
+def acl_chmod(acl: Acl, mode: int) -> None:
+    """A chmod rewrites the owner, group class (mask if any) and other entries."""
+    for e in acl:
+        if e[0] == ACL_USER_OBJ:
+            e[1] = mode >> 6 & 7
+        elif e[0] == ACL_MASK or (e[0] == ACL_GROUP_OBJ and not _acl_class(acl, ACL_MASK)):
+            e[1] = mode >> 3 & 7
+        elif e[0] == ACL_OTHER:
+            e[1] = mode & 7
+
+
+def acl_create(default: Acl, mode: int) -> tuple[Acl, int]:
+    """A new inode's access ACL from its directory's default ACL, and its mode: the
+    requested permissions and the ACL mask each other (posix_acl_create_masq)."""
+    acl = [list(e) for e in default]
+    group_class = _acl_class(acl, ACL_MASK) or _acl_class(acl, ACL_GROUP_OBJ)
+    for e in acl:
+        if e[0] == ACL_USER_OBJ:
+            e[1] &= mode >> 6 & 7
+            mode &= e[1] << 6 | ~0o700
+        elif e[0] == ACL_OTHER:
+            e[1] &= mode & 7
+            mode &= e[1] | ~0o007
+    assert group_class is not None
+    group_class[1] &= mode >> 3 & 7
+    mode &= group_class[1] << 3 | ~0o070
+    return acl, mode
+
+
 # ---- inodes ------------------------------------------------------------------------------
 
 
@@ -414,6 +512,7 @@ class MemFS(tfu.Operations):
         root.lookups = 1  # the kernel's reference to the root is never forgotten
         self.atime_policy = "relatime"  # or "noatime", "strictatime": set by init()
         self.nodiratime = False
+        self.posix_acl = False
 
     async def init(self, info: tfu.InitInfo) -> None:
         flags = info.mount_flags
@@ -421,6 +520,9 @@ class MemFS(tfu.Operations):
             if policy in flags:
                 self.atime_policy = policy
         self.nodiratime = "nodiratime" in flags
+        # The kernel enforces ACLs only if they were negotiated (-o posix_acl): without,
+        # memfs refuses them (EOPNOTSUPP), as a tmpfs built without ACL support.
+        self.posix_acl = "POSIX_ACL" in info.capabilities
 
     # ---- inode bookkeeping -------------------------------------------------------------------
 
@@ -501,7 +603,12 @@ class MemFS(tfu.Operations):
         return inode
 
     def _new_child(self, parent: Inode, mode: int, ctx: tfu.RequestContext, rdev: int = 0) -> Inode:
-        perm = mode & 0o7777 & ~ctx.umask
+        default = parent.xattrs.get(ACL_DEFAULT) if parent.xattrs else None
+        acl = None
+        if default is None or stat.S_ISLNK(mode):
+            perm = mode & 0o7777 & ~ctx.umask
+        else:  # a default ACL replaces the umask
+            acl, perm = acl_create(parse_acl(default), mode & 0o7777)
         gid = ctx.gid
         if parent.mode & stat.S_ISGID:
             gid = parent.gid
@@ -511,6 +618,12 @@ class MemFS(tfu.Operations):
             raise tfu.FUSEError(errno.ENOENT)  # a removed directory takes no new entries
         inode = self._new_inode(stat.S_IFMT(mode) | perm, ctx.uid, gid, parent, rdev)
         inode.iflags = parent.iflags & INHERITED_FLAGS
+        if acl is not None and default is not None:
+            inode.xattrs = {}
+            if acl_is_extended(acl):
+                inode.xattrs[ACL_ACCESS] = acl_bytes(acl)
+            if inode.dir is not None:
+                inode.xattrs[ACL_DEFAULT] = default
         return inode
 
     def _open_handle(self, inode: Inode, flags: int, ctx: tfu.RequestContext) -> int:
@@ -603,6 +716,10 @@ class MemFS(tfu.Operations):
                 node.kill_suidgid(ctx)  # the kernel leaves sgid without group-x to us
         if attr.st_mode is not None:
             node.mode = stat.S_IFMT(node.mode) | (attr.st_mode & 0o7777)
+            if node.xattrs and ACL_ACCESS in node.xattrs:
+                acl = parse_acl(node.xattrs[ACL_ACCESS])
+                acl_chmod(acl, node.mode)
+                node.xattrs[ACL_ACCESS] = acl_bytes(acl)
         if attr.st_uid is not None or attr.st_gid is not None:
             if attr.st_uid is not None:
                 node.uid = attr.st_uid
@@ -1054,9 +1171,10 @@ class MemFS(tfu.Operations):
 
     # ---- extended attributes -------------------------------------------------------------------
 
-    @staticmethod
-    def _check_xattr_name(name: bytes) -> None:
-        if not name.startswith(XATTR_NAMESPACES):
+    def _check_xattr_name(self, name: bytes) -> None:
+        if not name.startswith(XATTR_NAMESPACES) and not (
+            self.posix_acl and name in (ACL_ACCESS, ACL_DEFAULT)
+        ):
             raise tfu.FUSEError(errno.EOPNOTSUPP)
 
     async def setxattr(
@@ -1073,8 +1191,27 @@ class MemFS(tfu.Operations):
             raise tfu.FUSEError(errno.ENODATA)
         if xattrs is None:
             xattrs = node.xattrs = {}
+        if name in (ACL_ACCESS, ACL_DEFAULT):
+            stored = self._set_acl(node, name, value)
+            if stored is None:
+                xattrs.pop(name, None)  # the mode bits say it all
+                node.touch()
+                return
+            value = stored
         xattrs[name] = bytes(value)
         node.touch()
+
+    @staticmethod
+    def _set_acl(node: Inode, name: bytes, value: bytes) -> bytes | None:
+        """Validate an ACL; an access ACL sets the mode's permission bits. Returns what to
+        store, or None when the ACL is equivalent to the mode (tmpfs keeps none then)."""
+        acl = parse_acl(value)
+        if name == ACL_DEFAULT:
+            if node.dir is None:
+                raise tfu.FUSEError(errno.EACCES)
+            return acl_bytes(acl)
+        node.mode = node.mode & ~0o777 | acl_mode(acl)
+        return acl_bytes(acl) if acl_is_extended(acl) else None
 
     async def getxattr(self, inode: int, name: bytes, ctx: tfu.RequestContext) -> bytes:
         self._check_xattr_name(name)

@@ -56,7 +56,8 @@ def tmpfs_at(path: Path) -> Iterator[Path]:
 @pytest.fixture
 async def roots(transport: str) -> Any:
     """(memfs, memfs root, tmpfs root): both roots mode 0777, owned by root, in a
-    directory another user can reach (pytest's tmp_path is private to root).
+    directory another user can reach (pytest's tmp_path is private to root). memfs has
+    POSIX ACLs (-o posix_acl), as tmpfs always does.
 
     memfs is mounted with attr_timeout=0, so that a change it makes on its own (such as
     clearing set-group-ID on a write) is seen at once, as on tmpfs, not after the
@@ -69,7 +70,9 @@ async def roots(transport: str) -> Any:
     try:
         with tmpfs_at(base / "tmpfs") as ref:
             async with trio.open_nursery() as nursery:
-                options = tfu.Options(transport=transport, allow_other=True, attr_timeout=0.0)
+                options = tfu.Options(
+                    transport=transport, allow_other=True, attr_timeout=0.0, posix_acl=True
+                )
                 m = await nursery.start(tfu.serve, fs, base / "memfs", options)
                 for root in (Path(m.mountpoint), ref):
                     await client(os.chmod, root, 0o777)
@@ -536,3 +539,117 @@ async def test_creation_time_through_statx(roots):
         return [before <= btime <= after, _btime(f) == btime, os.stat(f).st_mtime_ns]
 
     assert await same(roots, work) == [True, True, 1]
+
+
+# ---- POSIX ACLs --------------------------------------------------------------------------------
+
+ACL_UNDEFINED = 0xFFFFFFFF
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 1, 2, 4, 8, 16, 32
+
+
+def acl(*entries: tuple[int, int, int]) -> bytes:
+    """An ACL in the system.posix_acl_* xattr format (what setfacl writes)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+U = ACL_UNDEFINED
+NAMED = acl((USER_OBJ, 6, U), (USER, 4, NOBODY), (GROUP_OBJ, 4, U), (MASK, 4, U), (OTHER, 0, U))
+NAMED_RW = acl((USER_OBJ, 7, U), (USER, 6, NOBODY), (GROUP_OBJ, 5, U), (MASK, 7, U), (OTHER, 1, U))
+PLAIN = acl((USER_OBJ, 7, U), (GROUP_OBJ, 5, U), (OTHER, 5, U))
+BAD = acl((USER_OBJ, 7, U), (USER, 6, NOBODY), (GROUP_OBJ, 5, U), (OTHER, 5, U))  # no mask
+
+_READ_AS_NOBODY = """
+import os, sys
+out = []
+for path in sys.argv[1:]:
+    try:
+        out.append(open(path, "rb").read())
+    except OSError as exc:
+        out.append(exc.errno)
+try:  # the owner (nobody) sets an access ACL on a set-group-ID file of another group
+    os.setxattr(sys.argv[-1], "system.posix_acl_access", bytes.fromhex(os.environ["ACL"]))
+    out.append(oct(os.stat(sys.argv[-1]).st_mode))
+except OSError as exc:
+    out.append(exc.errno)
+print(out)
+"""
+
+
+async def test_posix_acls_like_tmpfs(roots):
+    """Stored and validated, the mode kept in step both ways, default ACLs inherited
+    (instead of the umask), and enforced by the kernel for another user."""
+
+    def work(root: Path) -> list[Any]:
+        out: list[Any] = []
+
+        def get(path: Path, name: str) -> Any:
+            try:
+                return os.getxattr(path, name).hex()
+            except OSError as exc:
+                return errno.errorcode[exc.errno]
+
+        def attempt(fn: Callable[..., Any], *args: Any) -> None:
+            try:
+                fn(*args)
+                out.append("ok")
+            except OSError as exc:
+                out.append(errno.errorcode[exc.errno])
+
+        d = root / "acl"
+        d.mkdir(mode=0o755)
+        f = d / "f"
+        f.write_bytes(b"secret")
+        os.chmod(f, 0o600)
+        attempt(os.setxattr, f, "system.posix_acl_access", NAMED)
+        out += [oct(os.stat(f).st_mode), get(f, "system.posix_acl_access")]
+        os.chmod(f, 0o640)  # the ACL's mask follows the group bits
+        out.append(get(f, "system.posix_acl_access"))
+        attempt(os.setxattr, f, "system.posix_acl_access", PLAIN)  # equivalent: mode only
+        out += [oct(os.stat(f).st_mode), get(f, "system.posix_acl_access")]
+        attempt(os.setxattr, f, "system.posix_acl_access", BAD)
+        attempt(os.setxattr, f, "system.posix_acl_default", NAMED)  # not a directory
+        attempt(os.setxattr, f, "system.posix_acl_access", NAMED)
+        attempt(os.removexattr, f, "system.posix_acl_access")
+        out += [oct(os.stat(f).st_mode), get(f, "system.posix_acl_access")]
+        # Inheritance: the default ACL, not the umask, shapes new files and directories.
+        attempt(os.setxattr, d, "system.posix_acl_default", NAMED_RW)
+        old = os.umask(0o077)
+        try:
+            (d / "new").write_bytes(b"inherited")
+            os.mkdir(d / "sub", 0o750)
+            os.symlink("new", d / "link")
+        finally:
+            os.umask(old)
+        for path in (d / "new", d / "sub"):
+            out += [oct(os.stat(path).st_mode), get(path, "system.posix_acl_access")]
+            out.append(get(path, "system.posix_acl_default"))
+        out.append(sorted(os.listxattr(d / "sub")))
+        # Enforced by the kernel: nobody may read f only through a named entry.
+        os.chmod(f, 0o600)
+        os.setxattr(f, "system.posix_acl_access", NAMED)
+        g = d / "sgid"
+        g.write_bytes(b"")
+        os.chown(g, NOBODY, 0)
+        os.chmod(g, 0o2660)
+        proc = subprocess.run(
+            [SYSTEM_PYTHON, "-c", _READ_AS_NOBODY, str(f), str(d / "new"), str(g)],
+            user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
+            timeout=30, cwd="/", env={"ACL": NAMED_RW.hex()},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out.append(proc.stdout)
+        return out
+
+    out = await same(roots, work)
+    assert out[:2] == ["ok", "0o100640"] and "EINVAL" in out
+    # nobody owns sgid but is not in its group: its ACL set drops set-group-ID.
+    assert out[-1].strip() == "[b'secret', b'inherited', b'', '0o100771']"
+
+
+async def test_acls_refused_without_posix_acl(mount_ops):
+    fs = MemFS()
+    mnt = Path((await mount_ops(fs)).mountpoint)
+    await client((mnt / "f").write_bytes, b"")
+    with pytest.raises(OSError) as exc:
+        await client(os.setxattr, mnt / "f", "system.posix_acl_access", NAMED)
+    assert exc.value.errno == errno.EOPNOTSUPP

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import inspect
 import logging
+import stat
 import struct
 import time
 import types
@@ -55,6 +56,7 @@ class _NoReply(bytes):
 
 _NO_REPLY = _NoReply()
 _V = _abi.SetattrValid
+_ACL_ACCESS = b"system.posix_acl_access"
 _ALLOWED_RENAME_FLAGS = _abi.RENAME_NOREPLACE | _abi.RENAME_EXCHANGE | _abi.RENAME_WHITEOUT
 _EARLY_INTERRUPTS_MAX = 1024
 _READ = int(Opcode.READ)
@@ -457,7 +459,16 @@ class Dispatcher:
         return None
 
     async def _setxattr(self, r: P.Setxattr) -> Body:
-        await self.ops.setxattr(r.nodeid, r.name, r.value, r.flags, self._ctx(r))
+        ctx = self._ctx(r)
+        await self.ops.setxattr(r.nodeid, r.name, r.value, r.flags, ctx)
+        if r.setxattr_flags & _abi.SETXATTR_ACL_KILL_SGID and r.name == _ACL_ACCESS:
+            # posix_acl: an access ACL set by someone outside the file's group without
+            # CAP_FSETID drops set-group-ID (the kernel's posix_acl_update_mode); the
+            # kernel leaves that to the filesystem and says so with this flag.
+            attr = await self.ops.getattr(r.nodeid, ctx)
+            if isinstance(attr, EntryAttributes) and attr.st_mode & stat.S_ISGID:
+                fields = SetattrFields(st_mode=attr.st_mode & 0o7777 & ~stat.S_ISGID)
+                await self.ops.setattr(r.nodeid, fields, None, ctx)
         return None
 
     async def _getxattr(self, r: P.Getxattr) -> Body:
