@@ -82,6 +82,27 @@ def test_enable_uring_off_says_how_and_how_to_keep_it(fake: Host) -> None:
     assert reason is not None and "enable_uring=N" in reason and "echo Y >" in reason
 
 
+def test_enable_uring_on_says_whether_it_lasts(fake: Host, tmp_path: Path) -> None:
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("console=ttyS0 quiet\n")
+    conf = tmp_path / "modprobe.d"
+    conf.mkdir()
+    host = Host(**{**fake.__dict__, "modprobe_dir": str(conf), "kernel_cmdline": str(cmdline)})
+    check = _verdicts(host)["enable_uring"]
+    assert check.verdict is Verdict.OK and "until reboot" in check.found
+    assert check.line().endswith(
+        "; to keep it: `echo 'options fuse enable_uring=1' > /etc/modprobe.d/fuse-uring.conf` "
+        "(and, if fuse is built into the kernel, add fuse.enable_uring=1 to the kernel "
+        "command line)"
+    )
+    (conf / "fuse-uring.conf").write_text("# on\noptions fuse enable_uring=1\n")
+    check = _verdicts(host)["enable_uring"]
+    assert check.found.endswith(f"(set at boot by {conf / 'fuse-uring.conf'})") and not check.fix
+    (conf / "fuse-uring.conf").unlink()
+    cmdline.write_text("quiet fuse.enable_uring=1\n")
+    assert _verdicts(host)["enable_uring"].found.endswith(f"(set at boot by {cmdline})")
+
+
 def test_old_kernel(fake: Host, tmp_path: Path) -> None:
     old = Host(kernel_release="6.8.0-51-generic", enable_uring_param=str(tmp_path / "absent"),
                proc_mounts=fake.proc_mounts, import_extension=_loads)  # fmt: skip

@@ -155,3 +155,20 @@ def test_source_build_without_liburing_degrades_to_devfuse(tmp_path: Path) -> No
         f"over devfuse (io-uring unavailable: this installation of trio-fuse-uring {missing}"
         in doctor
     ), doctor
+
+
+def test_editable_install_is_visible_to_mypy(tmp_path: Path) -> None:
+    """bootstrap's editable install is a plain path entry, which type checkers follow
+    (setuptools' default for this layout is an import hook that mypy cannot see)."""
+    import trio_fuse_uring
+
+    if not Path(trio_fuse_uring.__file__).is_relative_to(REPO):
+        pytest.skip("the package is not installed from this checkout in editable mode")
+    pytest.importorskip("mypy", reason="the lint extra")
+    (tmp_path / "use.py").write_text("import trio_fuse_uring as tfu\nreveal_type(tfu.mount)\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "use.py"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Revealed type is" in proc.stdout and "def (ops:" in proc.stdout, proc.stdout

@@ -55,3 +55,8 @@ def test_memfs_set_up_command() -> None:
     assert memfs.mounted == "/tmp/memfs", memfs
     assert memfs.then_returncode == 0 and memfs.then_output == "hi\n", memfs
     assert memfs.returncode == 0, memfs.output
+    # bootstrap: one progress line per step
+    steps = [
+        line.split()[1] for line in memfs.output.splitlines() if line.startswith("bootstrap: ")
+    ]
+    assert steps == ["1/5", "2/5", "3/5", "4/5", "5/5", "ready"], memfs.output

@@ -21,6 +21,7 @@ from ._uring_support import (
     URING_MIN_KERNEL,
     Host,
     enable_uring_param,
+    enable_uring_persistent,
     extension_problem,
     kernel_version,
 )
@@ -42,10 +43,12 @@ class Check:
     verdict: Verdict
     found: str
     fix: str | None = None
+    #: What ``fix`` is: the command that fixes a problem, or advice on a working setup.
+    fix_label: str = "fix"
 
     def line(self) -> str:
         text = f"[{self.verdict.value:>4}] {self.name}: {self.found}"
-        return text + (f"; fix: {self.fix}" if self.fix else "")
+        return text + (f"; {self.fix_label}: {self.fix}" if self.fix else "")
 
 
 def check_kernel(host: Host) -> Check:
@@ -65,7 +68,17 @@ def check_enable_uring(host: Host) -> Check:
     name = "enable_uring"
     param = enable_uring_param(host)
     if param == "Y":
-        return Check(name, Verdict.OK, f"{host.enable_uring_param} = Y")
+        where = enable_uring_persistent(host)
+        if where is not None:
+            return Check(
+                name, Verdict.OK, f"{host.enable_uring_param} = Y (set at boot by {where})"
+            )
+        return Check(
+            name, Verdict.OK,
+            f"{host.enable_uring_param} = Y until reboot (nothing in {host.modprobe_dir} or "
+            "the kernel command line sets it)",
+            PERSIST_HINT.partition(": ")[2], "to keep it",
+        )  # fmt: skip
     if param is None:
         return Check(
             name, Verdict.WARN,

@@ -49,6 +49,8 @@ class Host:
     fusectl: str = "/sys/fs/fuse/connections"
     proc_mounts: str = "/proc/self/mounts"
     fuse_conf: str = "/etc/fuse.conf"
+    modprobe_dir: str = "/etc/modprobe.d"
+    kernel_cmdline: str = "/proc/cmdline"
     #: fusermount3's path, or None to look it up on PATH.
     fusermount: str | None = None
     #: Imports the io-uring extension (raises ImportError when it cannot be loaded).
@@ -68,6 +70,32 @@ def enable_uring_param(host: Host | None = None) -> str | None:
             return f.read().strip()
     except OSError:
         return None
+
+
+def enable_uring_persistent(host: Host | None = None) -> str | None:
+    """Where ``enable_uring`` is set at boot (a modprobe.d file or the kernel command
+    line), None if nowhere."""
+    host = host or Host()
+    setting = re.compile(r"^\s*options\s+fuse\s+.*\benable_uring=(1|y|Y)\b", re.M)
+    try:
+        confs = sorted(os.listdir(host.modprobe_dir))
+    except OSError:
+        confs = []
+    for name in confs:
+        path = os.path.join(host.modprobe_dir, name)
+        try:
+            with open(path) as f:
+                if name.endswith(".conf") and setting.search(f.read()):
+                    return path
+        except OSError:
+            continue
+    try:
+        with open(host.kernel_cmdline) as f:
+            if re.search(r"(^|\s)fuse\.enable_uring=(1|y|Y)\b", f.read()):
+                return host.kernel_cmdline
+    except OSError:
+        pass
+    return None
 
 
 def possible_cpus() -> list[int]:
