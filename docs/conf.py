@@ -59,10 +59,19 @@ def page_lists() -> dict[str, list[str]]:
     return {"%PORTING_PAGES%": porting, "%OTHER_PAGES%": ["api", *rest]}
 
 
+PORTING_NOTE = (
+    " Coming from another FUSE library (pyfuse3, fusepy, mfusepy)? The porting guides say "
+    "what changes and what stays the same."
+)
+
+
 def _fill_index(app: object, docname: str, source: list[str]) -> None:
     if docname == root_doc:
-        for marker, pages in page_lists().items():
+        lists = page_lists()
+        for marker, pages in lists.items():
             source[0] = source[0].replace(marker, "\n".join(pages))
+        note = PORTING_NOTE if lists["%PORTING_PAGES%"] else ""
+        source[0] = source[0].replace("%PORTING_NOTE%", note)
 
 
 def setup(app: object) -> None:

@@ -39,6 +39,9 @@ def test_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
                  "trio_fuse_uring.Options", "trio_fuse_uring.Mount.invalidate_inode"):  # fmt: skip
         assert f'id="{name}"' in api, name
     assert (tmp_path / "_images" / "results.png").exists()  # the benchmarks chart
+    index = (tmp_path / "index.html").read_text()
+    porting = [p for p in _pages(DOCS) if p.startswith("porting")]
+    assert ("The porting guides say" in index) == bool(porting)
 
 
 def test_new_pages_join_the_index_without_editing_it(tmp_path: Path) -> None:
@@ -53,6 +56,7 @@ def test_new_pages_join_the_index_without_editing_it(tmp_path: Path) -> None:
     porting = index.index("Porting from other libraries")
     assert index.index('href="porting-from-somewhere.html"') > porting
     assert 'href="zz-new-topic.html"' in index
+    assert "The porting guides say" in index
 
 
 def test_every_page_has_one_title() -> None:
