@@ -75,7 +75,11 @@ def run_steps(steps: list[Step], files: dict[str, str], timeout: float = 90) -> 
         for name, text in files.items():
             (work / name).write_text(text)
         plan = work / "plan.json"
-        plan.write_text(json.dumps({"work": str(work), "steps": [asdict(s) for s in steps]}))
+        # What must stay visible although it may live under /tmp (a checkout in /tmp).
+        keep = sorted({str(Path(__file__).resolve().parent.parent), sys.prefix})
+        plan.write_text(
+            json.dumps({"work": str(work), "keep": keep, "steps": [asdict(s) for s in steps]})
+        )
         proc = subprocess.run(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
              f'{DETACH_FUSE_COPIES}; exec "$0" "$1" "$2"', sys.executable, __file__, str(plan)],
@@ -152,9 +156,22 @@ def _run_daemon(step: dict[str, object], cwd: str) -> dict[str, object]:
     return result
 
 
+def _fresh_tmp(work: Path, keep: list[str]) -> None:
+    """A new tmpfs on /tmp, with the paths in ``keep`` (under the old /tmp) bound back."""
+    old = work / "old-tmp"
+    if keep:
+        old.mkdir()
+        subprocess.run(["mount", "--rbind", "/tmp", str(old)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/tmp"], check=True)
+    for path in keep:
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "--bind", str(old / Path(path).relative_to("/tmp")), path],
+                       check=True)  # fmt: skip
+
+
 def _main(plan_path: str) -> int:
     plan = json.loads(Path(plan_path).read_text())
-    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/tmp"], check=True)
+    _fresh_tmp(Path(plan["work"]), [p for p in plan["keep"] if Path(p).is_relative_to("/tmp")])
     results = []
     for step in plan["steps"]:
         cwd = step["cwd"] or plan["work"]
