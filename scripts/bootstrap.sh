@@ -53,17 +53,18 @@ else
     step "4/5 .venv: present"
 fi
 
-# The stamp names what the install was built from; Python sources need no reinstall
-# (the install is editable: a path entry, see pyproject.toml, that mypy follows too).
+# The stamp names what the install was built from (and this script, which says what to
+# install). Python sources need no reinstall: the install is editable (a path entry,
+# see pyproject.toml, that mypy follows too).
 stamp=.venv/.trio-fuse-uring-build
 inputs=$(cat pyproject.toml setup.py trio_fuse_uring/_ring.c trio_fuse_uring/_ring.h \
-    trio_fuse_uring/_ring_build.py | sha256sum | cut -d' ' -f1)
+    trio_fuse_uring/_ring_build.py scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ] \
     && .venv/bin/python -c "import trio_fuse_uring._ring" 2>/dev/null; then
     step "5/5 package: up to date"
 else
-    step "5/5 installing the package with its io-uring extension and the test, lint and docs tools"
-    .venv/bin/python -m pip install -q -e '.[test,lint,docs]'
+    step "5/5 installing the package (with its io-uring extension) and the tools to test, lint, build docs and wheels"
+    .venv/bin/python -m pip install -q -e '.[test,lint,docs,wheel]'
     .venv/bin/python -c "import trio_fuse_uring._ring" \
         || { echo "bootstrap: the io-uring extension did not build" >&2; exit 1; }
     echo "$inputs" > "$stamp"
