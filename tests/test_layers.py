@@ -23,6 +23,7 @@ STACK = [
     "_abi",  # kernel ABI: constants and struct layouts
     "_types",  # the public value types handlers take and return
     "_options",  # mount options: parsing and validation
+    "_deadlines",  # request timeouts: the kernel's deadline and the framework's margin
     "ops",  # what handler authors import: Operations and the value types
     "_protocol",  # sans-I/O: bytes <-> typed requests and replies
     "_dispatch",  # a request meets the user's handler

@@ -60,6 +60,10 @@ _ACL_ACCESS = b"system.posix_acl_access"
 _ALLOWED_RENAME_FLAGS = _abi.RENAME_NOREPLACE | _abi.RENAME_EXCHANGE | _abi.RENAME_WHITEOUT
 _EARLY_INTERRUPTS_MAX = 1024
 _READ = int(Opcode.READ)
+# Requests that take no reply: the kernel holds nothing for them, so no deadline.
+_NEVER_TIMED = frozenset(
+    {Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.NOTIFY_REPLY}
+)
 
 
 class Replier(Protocol):
@@ -118,6 +122,9 @@ class Blocked:
     unique: int
     coro: Any
     msg: Any
+    request: P.Request
+    #: trio.current_time() when the request reached the dispatcher (with a budget).
+    received: float = 0.0
 
 
 @dataclass
@@ -128,6 +135,7 @@ class DispatchStats:
     handler_failures: int = 0
     interrupts: int = 0
     blocked: int = 0
+    timed_out: int = 0
     per_opcode: dict[str, int] = field(default_factory=dict)
 
 
@@ -151,6 +159,11 @@ class Dispatcher:
         # handlers have not seen yet (set by the session after INIT).
         self.writeback_cache = False
         self._active: dict[int, trio.CancelScope] = {}
+        # Request timeouts: seconds a handler may run, why, and each blocked
+        # handler's deadline scope.
+        self._budget: float | None = None
+        self._budget_why = ""
+        self._deadlines: dict[int, trio.CancelScope] = {}
         self._early_interrupts: OrderedDict[int, None] = OrderedDict()
         self._retrieves: dict[int, tuple[trio.Event, list[P.NotifyReply]]] = {}
         self._read_into = _overrides(ops, "read_into")
@@ -160,6 +173,12 @@ class Dispatcher:
             if info.dispatch is not None
         }
 
+    def set_request_budget(self, seconds: float, why: str) -> None:
+        """Answer (ETIMEDOUT) and cancel any handler still running ``seconds`` after its
+        request arrived; ``why`` (the deadline being beaten) goes into the log."""
+        self._budget = seconds
+        self._budget_why = why
+
     # ---- the hand-off with transports ---------------------------------------------------
 
     def start(self, req: P.Request, replier: Replier, slot: Any) -> Blocked | None:
@@ -168,12 +187,13 @@ class Dispatcher:
         Must be called from a trio task whose cancel scope can be given to
         :meth:`finish`: if the handler blocks, that same task must call ``finish``.
         """
+        received = 0.0 if self._budget is None else trio.current_time()
         coro = self._handle(req, replier, slot)
         try:
             msg = coro.send(None)
         except StopIteration:
             return None
-        return Blocked(req.unique, coro, msg)
+        return Blocked(req.unique, coro, msg, req, received)
 
     async def finish(self, blocked: Blocked, scope: trio.CancelScope) -> None:
         """Drive a blocked handler to completion in the current task.
@@ -186,10 +206,16 @@ class Dispatcher:
         self._active[unique] = scope
         if self._early_interrupts.pop(unique, 0) is None:
             scope.cancel()
+        deadline = trio.CancelScope()
+        if self._budget is not None and blocked.request.opcode not in _NEVER_TIMED:
+            deadline.deadline = blocked.received + self._budget
+            self._deadlines[unique] = deadline
         try:
-            await _resume(blocked.coro, blocked.msg)
+            with deadline:
+                await _resume(blocked.coro, blocked.msg)
         finally:
             del self._active[unique]
+            self._deadlines.pop(unique, None)
 
     async def _handle(self, req: P.Request, replier: Replier, slot: Any) -> None:
         handler = self._handlers.get(req.opcode, self._enosys)
@@ -214,6 +240,17 @@ class Dispatcher:
                 # restarts what is restartable (a lock wait) after its handler ran.
                 self.stats.interrupts += 1
                 error, why = errno.EINTR, "interrupted"
+            elif (deadline := self._deadlines.get(req.unique)) is not None and (
+                deadline.cancel_called
+            ):
+                self.stats.timed_out += 1
+                error, why = errno.ETIMEDOUT, "timed out"
+                log.error(
+                    "handler %s() was still running %.1f s after request %d (%s) "
+                    "arrived; answering ETIMEDOUT and cancelling it, because %s",
+                    _handler_name(req.opcode), self._budget, req.unique, P.describe(req),
+                    self._budget_why,
+                )  # fmt: skip
             else:
                 # The mount is shutting down. No signal is pending, so EINTR would reach
                 # the caller as is, or as the kernel's internal ERESTARTSYS (errno 512)

@@ -67,6 +67,15 @@ class Options:
             ``Operations.setattr`` with ``SetattrFields(kill_suidgid=True)`` first.
         entry_timeout / attr_timeout: defaults (seconds) for attributes whose own
             timeouts are None.
+        request_timeout: seconds (1 to 65535) within which every request must be
+            answered. The kernel (Linux 6.14+) is asked to enforce it, which means it
+            **aborts the connection** when a request goes unanswered that long, so the
+            framework answers a handler still running a margin before that
+            (``ETIMEDOUT``, its cancel scope cancelled, an error logged naming the
+            handler and the request): a slow handler fails its caller instead of
+            killing the mount. A timeout the administrator imposes
+            (``/proc/sys/fs/fuse/default_request_timeout``, ``max_request_timeout``) is
+            honoured the same way without this option. None (default): ask for none.
 
     Serving:
         transport: "auto" (io-uring when it can be had, else /dev/fuse, saying why),
@@ -107,6 +116,7 @@ class Options:
     handle_killpriv_v2: bool = False
     entry_timeout: float = 1.0
     attr_timeout: float = 1.0
+    request_timeout: int | None = None
 
     transport: TransportChoice = "auto"
     debug: bool = False
@@ -206,6 +216,13 @@ class Options:
             raise OptionError("time_gran must be between 1 and 10**9 ns")
         if self.entry_timeout < 0 or self.attr_timeout < 0:
             raise OptionError("entry_timeout and attr_timeout must be >= 0")
+        if self.request_timeout is not None and not (
+            isinstance(self.request_timeout, int) and 1 <= self.request_timeout <= 65535
+        ):
+            raise OptionError(
+                f"request_timeout must be a whole number of seconds from 1 to 65535 (the "
+                f"kernel's limit), or None, not {self.request_timeout!r}"
+            )
         if not 1 <= self.ring_depth <= 4096:
             raise OptionError("ring_depth must be between 1 and 4096")
         if self.ring_max_depth is not None and not (self.ring_depth <= self.ring_max_depth <= 4096):
@@ -269,6 +286,7 @@ _VALUE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "ring_max_depth": int,
     "entry_timeout": float,
     "attr_timeout": float,
+    "request_timeout": int,
 }
 
 

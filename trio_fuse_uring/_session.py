@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
-from . import _mountlib
+from . import _deadlines, _mountlib
 from . import _protocol as P
 from ._abi import InitFlag
 from ._devfuse import ConnectionGone, DevFuseTransport, FdHolder, read_one, write_message
@@ -107,6 +107,8 @@ def init_flags_for(ops: Operations, options: Options, uring: bool) -> int:
         want |= InitFlag.NO_OPENDIR_SUPPORT
     if uring:
         want |= InitFlag.OVER_IO_URING
+    if options.request_timeout:
+        want |= InitFlag.REQUEST_TIMEOUT
     return want
 
 
@@ -349,12 +351,14 @@ class _Session:
             max_pages=opts.max_pages, max_readahead=opts.max_readahead,
             max_background=opts.max_background, congestion_threshold=opts.congestion_threshold,
             time_gran=opts.time_gran, max_pages_limit=_max_pages_limit(),
+            request_timeout=opts.request_timeout or 0,
         )  # fmt: skip
         self.neg = P.negotiate_init(req, cfg)
         self.transport = self._open_ring() if try_ring else _Choice("devfuse", reason)
         if self.ring is None:
             self.neg.flags &= ~InitFlag.OVER_IO_URING
         self.dispatcher.writeback_cache = bool(self.neg.flags & InitFlag.WRITEBACK_CACHE)
+        self._apply_request_timeout(req.flags)
         info = InitInfo(
             major=req.major, minor=req.minor, max_readahead=req.max_readahead,
             kernel_flags=req.flags, transport=self.transport.name,
@@ -379,6 +383,33 @@ class _Session:
                     raise UringUnavailable(f"cannot serve over io-uring: {self.ring.failed}")
                 self.transport = _Choice("devfuse", f"io-uring unavailable: {self.ring.failed}")
                 self.devfuse.poll_ns = opts.poll_us * 1000  # it carries everything now
+
+    def _apply_request_timeout(self, kernel_flags: int) -> None:
+        """Find the kernel's deadline for replies and have the dispatcher beat it."""
+        asked = self.options.request_timeout or 0
+        if kernel_flags & InitFlag.REQUEST_TIMEOUT:
+            # Read right before the reply that makes the kernel read them.
+            default, maximum = _deadlines.read_sysctls()
+            granted = asked if self.neg.flags & InitFlag.REQUEST_TIMEOUT else 0
+            timeout = _deadlines.kernel_request_timeout(granted, default, maximum)
+            if not timeout:
+                return
+            why = f"the kernel aborts the connection after {timeout} s without a reply"
+            if not asked:
+                why += f" (set by {_deadlines.SYSCTL_DIR}/*_request_timeout)"
+            elif timeout < asked:
+                why += f" (capped by {_deadlines.SYSCTL_DIR}/max_request_timeout)"
+        elif asked:
+            timeout = asked
+            why = f"request_timeout={asked} (this kernel has no request timeouts of its own)"
+        else:
+            return
+        budget = _deadlines.handler_budget(timeout)
+        self.dispatcher.set_request_budget(budget, why)
+        log.info(
+            "%s: handlers still running after %.1f s are cancelled and answered ETIMEDOUT; %s",
+            self.mountpoint, budget, why,
+        )  # fmt: skip
 
     def _open_ring(self) -> _Choice:
         """Set up the io-uring (``self.ring``); the choice it leads to."""
@@ -445,6 +476,7 @@ class _Session:
             "handler_failures": d.handler_failures,
             "interrupted": d.interrupts,
             "blocked_handlers": d.blocked,
+            "timed_out": d.timed_out,
             "notifications": self.notifier.sent,
         }
         if self.devfuse is not None:

@@ -162,6 +162,9 @@ class InitConfig:
     time_gran: int = 1
     #: The kernel's fs.fuse.max_pages_limit: more pages than this are never used.
     max_pages_limit: int = 256
+    #: Seconds within which the kernel must see every reply (0: none); sent only if
+    #: ``want`` has REQUEST_TIMEOUT and the kernel offers it.
+    request_timeout: int = 0
 
 
 def negotiate_init(req: Init, cfg: InitConfig) -> Negotiated:
@@ -190,10 +193,11 @@ def negotiate_init(req: Init, cfg: InitConfig) -> Negotiated:
 def encode_init(neg: Negotiated, cfg: InitConfig) -> bytes:
     """The INIT reply body (``fuse_init_out``) announcing ``neg``."""
     flags = neg.flags
+    request_timeout = min(cfg.request_timeout, 0xFFFF) if flags & InitFlag.REQUEST_TIMEOUT else 0
     return _abi.FUSE_INIT_OUT.pack(
         _abi.KERNEL_VERSION, _abi.KERNEL_MINOR_VERSION, neg.max_readahead,
         flags & 0xFFFFFFFF, cfg.max_background, cfg.congestion_threshold, neg.max_write,
-        cfg.time_gran, neg.max_pages, 0, flags >> 32, 0, 0,
+        cfg.time_gran, neg.max_pages, 0, flags >> 32, 0, request_timeout,
     )  # fmt: skip
 
 
