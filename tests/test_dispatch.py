@@ -664,6 +664,20 @@ async def test_interrupt_reaches_through_inner_scopes() -> None:
     assert rec.replies == [(30, -errno.EINTR, None)]
 
 
+async def test_request_budget_reaches_through_inner_scopes() -> None:
+    class Ops(Operations):
+        async def getattr(self, inode: int, ctx: RequestContext) -> EntryAttributes:
+            with trio.move_on_after(10):  # an inner scope, entered in the first step
+                await trio.sleep_forever()
+            return attrs()
+
+    d, rec = Dispatcher(Ops()), Recorder()
+    d.set_request_budget(0.05, "a test deadline")
+    await serve_one(d, getattr_req(31), rec)
+    assert rec.replies == [(31, -errno.ETIMEDOUT, None)]
+    assert d.stats.timed_out == 1 and d.stats.interrupts == 0
+
+
 # --- forget ------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import inspect
 import logging
+import math
 import stat
 import struct
 import time
@@ -160,10 +161,10 @@ class Dispatcher:
         self.writeback_cache = False
         self._active: dict[int, trio.CancelScope] = {}
         # Request timeouts: seconds a handler may run, why, and each blocked
-        # handler's deadline scope.
+        # handler's deadline (trio time).
         self._budget: float | None = None
         self._budget_why = ""
-        self._deadlines: dict[int, trio.CancelScope] = {}
+        self._deadlines: dict[int, float] = {}
         self._early_interrupts: OrderedDict[int, None] = OrderedDict()
         self._retrieves: dict[int, tuple[trio.Event, list[P.NotifyReply]]] = {}
         self._read_into = _overrides(ops, "read_into")
@@ -206,13 +207,12 @@ class Dispatcher:
         self._active[unique] = scope
         if self._early_interrupts.pop(unique, 0) is None:
             scope.cancel()
-        deadline = trio.CancelScope()
         if self._budget is not None and blocked.request.opcode not in _NEVER_TIMED:
-            deadline.deadline = blocked.received + self._budget
-            self._deadlines[unique] = deadline
+            # The handler's own scope (a new one here would nest wrongly with the scopes
+            # the handler entered in its first step).
+            scope.deadline = self._deadlines[unique] = blocked.received + self._budget
         try:
-            with deadline:
-                await _resume(blocked.coro, blocked.msg)
+            await _resume(blocked.coro, blocked.msg)
         finally:
             del self._active[unique]
             self._deadlines.pop(unique, None)
@@ -235,14 +235,13 @@ class Dispatcher:
             body = None
         except trio.Cancelled:
             scope = self._active.get(req.unique)
-            if scope is not None and scope.cancel_called:
+            deadline = self._deadlines.get(req.unique, math.inf)
+            if scope is not None and scope.cancel_called and trio.current_time() < deadline:
                 # FUSE_INTERRUPT: the caller has a signal pending, and the kernel
                 # restarts what is restartable (a lock wait) after its handler ran.
                 self.stats.interrupts += 1
                 error, why = errno.EINTR, "interrupted"
-            elif (deadline := self._deadlines.get(req.unique)) is not None and (
-                deadline.cancel_called
-            ):
+            elif scope is not None and scope.cancel_called:
                 self.stats.timed_out += 1
                 error, why = errno.ETIMEDOUT, "timed out"
                 log.error(
