@@ -240,7 +240,7 @@ def test_request_timeout_option_is_checked(bad):
 
 
 def test_request_timeout_parses_from_mount_options():
-    opts, _ = tfu.Options.parse("request_timeout=30")
+    opts = tfu.Options.parse("request_timeout=30")
     assert opts.request_timeout == 30
 
 
