@@ -636,6 +636,9 @@ async def test_cli(tmp_path, tree, transport, stop):
     [
         (["-o", "fsname=a\\,allow_other"], "fsname"),
         (["-o", "subtype=x=y"], "subtype"),
+        (["-o", "user_id=1001"], "user_id= is not accepted"),
+        (["-o", "rootmode=40000,allow_other"], "rootmode= is not accepted"),
+        (["-o", "subtype=x/y"], "contains '/'"),
         (["--entry-timeout", "-1"], "timeout"),
     ],
 )

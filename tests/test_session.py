@@ -320,6 +320,28 @@ def test_unsafe_options_rejected(kwargs):
         tfu.Options(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("user_id=1001", "user_id= is not accepted"),
+        ("group_id=0", "group_id= is not accepted"),
+        ("fd=3", "fd= is not accepted"),
+        ("rootmode=100644", "rootmode= is not accepted"),
+        ("noatime,user_id=0", "user_id= is not accepted"),
+        ("subtype=x/y", "contains '/'"),
+    ],
+)
+def test_options_the_library_owns_are_refused(text, message):
+    """They would override what the library writes into the mount data (mountinfo then
+    shows another owner; fd= serves another connection), or make ``fuse.x/y``."""
+    with pytest.raises(tfu.OptionError, match=message):
+        tfu.Options.parse(text)
+    key = text.split(",")[-1]
+    with pytest.raises(tfu.OptionError, match=message):
+        tfu.Options(extra=(key,))
+    tfu.Options(fsname="/srv/data")  # a path as the source stays fine (passthrough's)
+
+
 def test_ring_entries_max_defaults_to_64_or_ring_depth():
     assert tfu.Options().ring_entries_max == 64
     assert tfu.Options(ring_depth=256).ring_entries_max == 256

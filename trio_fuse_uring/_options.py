@@ -31,6 +31,25 @@ def _safe(name: str, value: str) -> str:
     return value
 
 
+#: Mount data the library itself writes; one from the user would override it.
+_RESERVED = {
+    "fd": "the library passes its own /dev/fuse descriptor",
+    "rootmode": "the library sets the root's type itself",
+    "user_id": "the library sets it to the user who mounts (to serve as another user, "
+    "run the daemon as that user)",
+    "group_id": "the library sets it to the group of the user who mounts",
+}
+
+
+def _subtype(value: str) -> None:
+    _safe("subtype", value)
+    if "/" in value:
+        raise OptionError(
+            f"mount option subtype={value!r} contains '/': the filesystem type would read "
+            f"fuse.{value}, which no tool takes for one name; use a name without '/'"
+        )
+
+
 @dataclass(slots=True, kw_only=True)
 class Options:
     """How to mount and how to talk to the kernel.
@@ -51,6 +70,8 @@ class Options:
             ``noexec``, ``sync``, ``dirsync``, ``noatime``/``relatime``/``strictatime``,
             ``nodiratime``... Mounts are ``nosuid,nodev`` by default; as root,
             ``suid`` and ``dev`` lift that (fusermount3 refuses them to other users).
+            ``fd``, ``rootmode``, ``user_id`` and ``group_id`` are the library's own
+            and refused, as is a ``subtype`` containing ``/``.
             The filesystem learns the flags applied in ``InitInfo.mount_flags``.
 
     Connection tuning:
@@ -191,14 +212,20 @@ class Options:
         """Check every value. Raises :class:`OptionError` (a ValueError) naming the option."""
         _safe("fsname", self.fsname)
         if self.subtype is not None:
-            _safe("subtype", self.subtype)
+            _subtype(self.subtype)
         for opt in self.extra:
             if not isinstance(opt, str):
                 raise OptionError(f"extra mount options must be str, not {type(opt).__name__}")
             key, sep, value = opt.partition("=")
             _safe("option name", key)
+            if key in _RESERVED:
+                raise OptionError(
+                    f"mount option {key}= is not accepted: {_RESERVED[key]}; remove it"
+                )
             if sep:
                 _safe(key, value)
+            if key == "subtype":
+                _subtype(value)
         if self.transport not in ("auto", "uring", "devfuse"):
             raise OptionError(
                 f"transport must be 'auto', 'uring' or 'devfuse', not {self.transport!r}"
