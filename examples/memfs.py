@@ -12,6 +12,12 @@ in /proc/locks). Permissions are checked by the kernel (``default_permissions``)
 keeps the metadata right (owners, umask, set-group-ID directories, suid/sgid clearing,
 nanosecond timestamps before and after 1970, link counts).
 
+Limits, as tmpfs has them, so that no user can take the daemon down: ``size`` bounds file
+data *and* extended attributes (at most 1 MiB of names and values per inode; ENOSPC
+beyond, as tmpfs answers when its xattr space is used up); one copy_file_range copies
+at most 2147479552 bytes (the kernel's cap for tmpfs; callers loop), and long loops
+yield to the event loop so other requests are served meanwhile.
+
 Every operation costs O(1) or O(size of the data it touches), never O(number of files):
 directories are dicts plus a slot list that gives readdir stable, O(1) resume cookies
 (a rename within a directory keeps its slot); file data lives in 64 KiB chunks with
@@ -58,6 +64,16 @@ FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR = 0x801C581F, 0x401C5820
 FSXATTR = struct.Struct("<IIIII8x")  # xflags extsize nextents projid cowextsize
 _XFLAGS = {FS_IMMUTABLE_FL: 0x8, FS_APPEND_FL: 0x10, FS_NODUMP_FL: 0x80, FS_NOATIME_FL: 0x40}
 DAY_NS = 24 * 3600 * 10**9
+# One copy_file_range call copies at most this much, as the kernel caps it for tmpfs
+# (MAX_RW_COUNT: INT_MAX rounded down to a page); callers loop for more.
+COPY_MAX = 2147479552
+# Extended attributes of one inode (names + values + XATTR_OVERHEAD each) may take at
+# most this much; they are charged against the filesystem size like file data.
+XATTR_INODE_MAX = 1 << 20
+XATTR_OVERHEAD = 32  # what one attribute costs beyond its bytes (as tmpfs counts)
+# A handler that loops over data yields to the event loop at least this often, so one
+# large request never stops the others.
+STEPS_PER_CHECKPOINT = 16
 _SIZE_SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -355,6 +371,7 @@ class Inode:
     __slots__ = (
         "atime", "btime", "ctime", "data", "dir", "gid", "iflags", "ino", "lock_changed",
         "lookups", "mode", "mtime", "nlink", "opens", "plocks", "rdev", "target", "uid",
+        "xattr_bytes",
         "xattrs",
     )  # fmt: skip
 
@@ -366,6 +383,7 @@ class Inode:
         self.atime = self.mtime = self.ctime = self.btime = _now()
         self.iflags = 0  # FS_*_FL
         self.xattrs: dict[bytes, bytes] | None = None  # most files have none
+        self.xattr_bytes = 0  # what they cost (charged to MemFS.used)
         self.data: FileData | None = FileData() if stat.S_ISREG(mode) else None
         self.dir: Directory | None = None
         self.target = b""  # symlinks
@@ -392,17 +410,22 @@ class Inode:
         if c:
             self.ctime = now
 
-    def kill_suidgid(self, writer: tfu.RequestContext | None = None) -> None:
+    def kill_suidgid(self, writer: tfu.RequestContext | None = None) -> int:
         """Clear set-user-ID, and set-group-ID when it means "group executable" or the
         unprivileged ``writer`` is not in the file's group (as the kernel's
-        setattr_should_drop_sgid does); also drop file capabilities."""
+        setattr_should_drop_sgid does); also drop file capabilities. Returns the bytes
+        of extended attributes that freed (to take off ``MemFS.used``)."""
         self.mode &= ~stat.S_ISUID
         if self.mode & stat.S_IXGRP or (
             self.mode & stat.S_ISGID and writer is not None and not _in_group(writer, self.gid)
         ):
             self.mode &= ~stat.S_ISGID
-        if self.xattrs:
-            self.xattrs.pop(b"security.capability", None)
+        cap = self.xattrs.pop(b"security.capability", None) if self.xattrs else None
+        if cap is None:
+            return 0
+        freed = _xattr_cost(b"security.capability", cap)
+        self.xattr_bytes -= freed
+        return freed
 
     def wake_lock_waiters(self) -> None:
         if self.lock_changed is not None:
@@ -459,6 +482,10 @@ class Directory:
         self.tombstones = 0
 
 
+def _xattr_cost(name: bytes, value: bytes) -> int:
+    return len(name) + len(value) + XATTR_OVERHEAD
+
+
 def _in_group(ctx: tfu.RequestContext, gid: int) -> bool:
     """Is ``gid`` the caller's group or one of its supplementary groups? The request
     carries only the first; the others are read from /proc, as libfuse's
@@ -505,7 +532,8 @@ class MemFS(tfu.Operations):
         self.handles: dict[int, Handle] = {}
         self.next_ino = tfu.ROOT_INODE
         self.next_fh = 1
-        self.used = 0  # bytes of file data allocated (sum of FileData.allocated)
+        # bytes of file data allocated (sum of FileData.allocated) and of xattrs
+        self.used = 0
         self.dir_handles: dict[int, int] = {}  # directory inode -> open handles
         root = self._new_inode(stat.S_IFDIR | 0o755, os.getuid(), os.getgid(), None)
         root.nlink = 2
@@ -557,6 +585,7 @@ class MemFS(tfu.Operations):
         del self.inodes[inode.ino]
         if inode.data is not None:
             self.used -= inode.data.allocated
+        self.used -= inode.xattr_bytes
 
     def _attr(self, inode: Inode) -> tfu.EntryAttributes:
         if inode.data is not None:
@@ -619,12 +648,28 @@ class MemFS(tfu.Operations):
         inode = self._new_inode(stat.S_IFMT(mode) | perm, ctx.uid, gid, parent, rdev)
         inode.iflags = parent.iflags & INHERITED_FLAGS
         if acl is not None and default is not None:
-            inode.xattrs = {}
             if acl_is_extended(acl):
-                inode.xattrs[ACL_ACCESS] = acl_bytes(acl)
+                self._store_xattr(inode, ACL_ACCESS, acl_bytes(acl))
             if inode.dir is not None:
-                inode.xattrs[ACL_DEFAULT] = default
+                self._store_xattr(inode, ACL_DEFAULT, default)
         return inode
+
+    def _store_xattr(self, node: Inode, name: bytes, value: bytes | None) -> None:
+        """Set (``None``: remove) one extended attribute of ``node``, keeping what it
+        costs charged to ``used``. Limits are the caller's business."""
+        xattrs = node.xattrs
+        old = xattrs.get(name) if xattrs else None
+        change = -_xattr_cost(name, old) if old is not None else 0
+        if value is None:
+            if xattrs and old is not None:
+                del xattrs[name]
+        else:
+            if node.xattrs is None:
+                node.xattrs = {}
+            node.xattrs[name] = value
+            change += _xattr_cost(name, value)
+        node.xattr_bytes += change
+        self.used += change
 
     def _open_handle(self, inode: Inode, flags: int, ctx: tfu.RequestContext) -> int:
         fh = self.next_fh
@@ -713,13 +758,13 @@ class MemFS(tfu.Operations):
                 self._resize(node, attr.st_size)
                 node.mtime = now
             if ctx.uid != 0 and node.mode & (stat.S_ISUID | stat.S_ISGID):
-                node.kill_suidgid(ctx)  # the kernel leaves sgid without group-x to us
+                self.used -= node.kill_suidgid(ctx)  # the kernel leaves sgid without group-x to us
         if attr.st_mode is not None:
             node.mode = stat.S_IFMT(node.mode) | (attr.st_mode & 0o7777)
             if node.xattrs and ACL_ACCESS in node.xattrs:
                 acl = parse_acl(node.xattrs[ACL_ACCESS])
                 acl_chmod(acl, node.mode)
-                node.xattrs[ACL_ACCESS] = acl_bytes(acl)
+                self._store_xattr(node, ACL_ACCESS, acl_bytes(acl))
         if attr.st_uid is not None or attr.st_gid is not None:
             if attr.st_uid is not None:
                 node.uid = attr.st_uid
@@ -727,9 +772,9 @@ class MemFS(tfu.Operations):
                 node.gid = attr.st_gid
             # HANDLE_KILLPRIV_V2: a chown of a non-directory must clear suid/sgid here.
             if not node.is_dir and attr.st_mode is None:
-                node.kill_suidgid()
+                self.used -= node.kill_suidgid()
         if attr.kill_suidgid:
-            node.kill_suidgid()
+            self.used -= node.kill_suidgid()
         if attr.atime_now:
             node.atime = now
         elif attr.st_atime_ns is not None:
@@ -960,7 +1005,7 @@ class MemFS(tfu.Operations):
             if node.data.size:
                 self._resize(node, 0)
             if ctx.uid != 0:  # FUSE_OPEN_KILL_SUIDGID, approximated (see Handle)
-                node.kill_suidgid(ctx)
+                self.used -= node.kill_suidgid(ctx)
             node.touch(m=True)
         return tfu.FileInfo(fh=self._open_handle(node, flags, ctx))
 
@@ -1015,7 +1060,7 @@ class MemFS(tfu.Operations):
     def _written_by(self, inode: Inode, fh: int) -> None:
         opener = self.handles[fh].opener
         if inode.mode & (stat.S_ISUID | stat.S_ISGID) and opener is not None:
-            inode.kill_suidgid(opener)
+            self.used -= inode.kill_suidgid(opener)
 
     async def flush(self, fh: int, lock_owner: int) -> None:
         # close() drops the POSIX locks of the closing owner (the kernel also sends an
@@ -1073,11 +1118,16 @@ class MemFS(tfu.Operations):
     ) -> int:
         _, src = self._file(fh_in)
         dst_inode, dst = self._file(fh_out)
-        length = max(0, min(length, src.size - off_in))
+        length = max(0, min(length, src.size - off_in, COPY_MAX))
         done = 0
         # In chunk-sized steps, so no copy of the whole range is held at once, and
-        # holes in the source stay holes in the destination.
+        # holes in the source stay holes in the destination; other requests are
+        # served between steps (a copy may take seconds).
+        steps = 0
         while done < length:
+            steps += 1
+            if steps % STEPS_PER_CHECKPOINT == 0:
+                await trio.lowlevel.checkpoint()
             n = min(CHUNK - (off_in + done) % CHUNK, length - done)
             pos = off_in + done
             if (pos // CHUNK) in src.chunks:
@@ -1189,16 +1239,20 @@ class MemFS(tfu.Operations):
             raise tfu.FUSEError(errno.EEXIST)
         if flags & XATTR_REPLACE and not exists:
             raise tfu.FUSEError(errno.ENODATA)
-        if xattrs is None:
-            xattrs = node.xattrs = {}
+        value = bytes(value)
+        old = _xattr_cost(name, xattrs[name]) if xattrs is not None and exists else 0
+        grow = _xattr_cost(name, value) - old
+        if node.xattr_bytes + grow > XATTR_INODE_MAX:
+            raise tfu.FUSEError(errno.ENOSPC)  # as tmpfs says when its xattr space is out
+        self._reserve(grow)
         if name in (ACL_ACCESS, ACL_DEFAULT):
             stored = self._set_acl(node, name, value)
             if stored is None:
-                xattrs.pop(name, None)  # the mode bits say it all
+                self._store_xattr(node, name, None)  # the mode bits say it all
                 node.touch()
                 return
             value = stored
-        xattrs[name] = bytes(value)
+        self._store_xattr(node, name, value)
         node.touch()
 
     @staticmethod
@@ -1229,7 +1283,7 @@ class MemFS(tfu.Operations):
         node.check_mutable()
         if not node.xattrs or name not in node.xattrs:
             raise tfu.FUSEError(errno.ENODATA)
-        del node.xattrs[name]
+        self._store_xattr(node, name, None)
         node.touch()
 
     # ---- inode flags (chattr) -----------------------------------------------------------------
@@ -1332,7 +1386,12 @@ class MemFS(tfu.Operations):
                 assert inode.nlink == links.get(inode.ino, 0), (inode.ino, inode.nlink)
             if not (inode.nlink or inode.lookups or inode.opens):
                 assert inode.ino == tfu.ROOT_INODE, f"inode {inode.ino} should be freed"
-        assert self.used == sum(i.data.allocated for i in self.inodes.values() if i.data), "used"
+        for inode in self.inodes.values():
+            xattrs = inode.xattrs or {}
+            assert inode.xattr_bytes == sum(_xattr_cost(k, v) for k, v in xattrs.items())
+        assert self.used == sum(
+            (i.data.allocated if i.data else 0) + i.xattr_bytes for i in self.inodes.values()
+        ), "used"
 
 
 # ---- command line ------------------------------------------------------------------------
