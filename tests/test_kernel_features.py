@@ -1,5 +1,6 @@
 """Kernel features newer than io-uring itself, through the real kernel on both transports:
-cache notifications (epoch, prune)."""
+cache notifications (epoch, prune), 64-bit copy_file_range, synchronous INIT; and the
+mountpoint argument's types."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client
+from conftest import client, no_ring_threads, open_fds
 
 import trio_fuse_uring as tfu
+from trio_fuse_uring import _mountlib
 from trio_fuse_uring import _protocol as P
 from trio_fuse_uring._abi import FUSE_NOTIFY_PRUNE_OUT, NotifyCode
 
@@ -153,3 +155,110 @@ async def test_copy_file_range_of_4_gib_and_more_in_one_request(mount_ops):
     src, dst = Path(m.mountpoint, "src"), Path(m.mountpoint, "dst")
     assert await client(_copy, src, dst, 5 * GiB) == 5 * GiB
     assert ops.copies == [5 * GiB]
+
+
+# ---- synchronous INIT (FUSE_DEV_IOC_SYNC_INIT, Linux 6.18) ---------------------------------
+
+
+class WatchInitFS(CountingFS):
+    """Records, during INIT, whether the mount was already visible in mountinfo."""
+
+    def __init__(self, path: Path, fail: bool = False) -> None:
+        super().__init__()
+        self.path = path
+        self.fail = fail
+        self.visible_during_init: bool | None = None
+
+    async def init(self, info):
+        self.visible_during_init = _mountlib.is_mountpoint(str(self.path))
+        if self.fail:
+            raise RuntimeError("init refuses")
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("synchronous INIT is used for mount(2) as root (fusermount3 opens the fd)")
+
+
+def _sync_init_available() -> bool:
+    fd = _mountlib.open_for_sync_init()
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+async def test_sync_init_mount_is_invisible_until_init_is_answered(tmp_path, transport):
+    _needs_root()
+    if not _sync_init_available():
+        pytest.skip("this kernel lacks FUSE_DEV_IOC_SYNC_INIT (Linux 6.18+)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    ops = WatchInitFS(mnt)
+    async with tfu.mount(ops, mnt, tfu.Options(transport=transport)) as m:
+        assert m.synchronous_init and m.transport == transport
+        assert ops.visible_during_init is False
+        assert _mountlib.is_mountpoint(str(mnt))
+        await client(os.stat, mnt / "a")
+        assert m._s.handle.conn == _mountlib.connection_id(str(mnt))
+    assert not _mountlib.is_mountpoint(str(mnt))
+
+
+async def test_without_sync_init_the_mount_is_visible_during_init(tmp_path, transport, monkeypatch):
+    # A kernel without the ioctl (ENOTTY): mount(2) returns before INIT, as before 6.18.
+    monkeypatch.setattr(_mountlib, "open_for_sync_init", lambda: None)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    ops = WatchInitFS(mnt)
+    async with tfu.mount(ops, mnt, tfu.Options(transport=transport)) as m:
+        assert not m.synchronous_init
+        assert ops.visible_during_init is True
+        await client(os.stat, mnt / "a")
+
+
+async def test_init_failing_under_sync_init_leaves_nothing(tmp_path, transport):
+    _needs_root()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    fds = open_fds()
+    with trio.fail_after(20), pytest.raises(RuntimeError, match="init refuses"):
+        async with tfu.mount(WatchInitFS(mnt, fail=True), mnt, tfu.Options(transport=transport)):
+            pytest.fail("mounted although init() raised")
+    assert not _mountlib.is_mountpoint(str(mnt))
+    await no_ring_threads()
+    assert open_fds() <= fds
+
+
+async def test_mount_error_under_sync_init_is_raised_and_leaks_nothing(tmp_path):
+    fds = open_fds()
+    with trio.fail_after(20), pytest.raises(tfu.MountError) as info:
+        async with tfu.mount(CountingFS(), tmp_path / "missing"):
+            pytest.fail("mounted on a missing directory")
+    assert info.value.errno == errno.ENOENT
+    assert open_fds() <= fds
+
+
+# ---- mountpoint types -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bytes", "pathlike-bytes", "pathlike-str"])
+async def test_mountpoint_may_be_bytes_or_pathlike(tmp_path, kind):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+
+    class BytesPath:
+        def __fspath__(self) -> bytes:
+            return os.fsencode(mnt)
+
+    arg = {"bytes": os.fsencode(mnt), "pathlike-bytes": BytesPath(), "pathlike-str": mnt}[kind]
+    async with tfu.mount(CountingFS(), arg) as m:  # type: ignore[arg-type]
+        assert m.mountpoint == str(mnt)
+        await client(os.stat, mnt / "a")
+
+
+async def test_mountpoint_of_another_type_is_a_clear_type_error():
+    with pytest.raises(
+        TypeError, match=r"mountpoint must be a path \(str, bytes or os.PathLike\), not int"
+    ):
+        async with tfu.mount(CountingFS(), 3):  # type: ignore[arg-type]
+            pass

@@ -312,5 +312,9 @@ class RingCmd(enum.IntEnum):
     COMMIT_AND_FETCH = 2
 
 
+#: ioctl ``FUSE_DEV_IOC_SYNC_INIT`` = _IO(229, 3) (Linux 6.18): mount(2) on this /dev/fuse
+#: fd returns only after the daemon answered INIT. ENOTTY where the kernel lacks it.
+FUSE_DEV_IOC_SYNC_INIT = (229 << 8) | 3
+
 ENABLE_URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
 POSSIBLE_CPUS_FILE = "/sys/devices/system/cpu/possible"

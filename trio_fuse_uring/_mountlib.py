@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
+import functools
 import os
 import re
 import shutil
@@ -26,8 +28,10 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import _abi
 from ._options import Options, fs_type
 
 MS_RDONLY = 1
@@ -136,14 +140,20 @@ def check_mountpoint(mountpoint: str) -> str:
     return path
 
 
-def mount(mountpoint: str, options: Options) -> MountHandle:
+def mount(mountpoint: str, options: Options, *, sync_fd: int | None = None) -> MountHandle:
     """Mount a FUSE filesystem at ``mountpoint``; returns the /dev/fuse fd's owner.
 
     Root uses mount(2) directly; other users go through fusermount3. With
     ``auto_unmount`` a watchdog process (``_watchdog.py``) unmounts if the daemon dies.
+    ``sync_fd`` (root only) is an fd from :func:`open_for_sync_init`, which stays the
+    caller's: this call then returns only once another thread answered INIT on it.
     """
     path = check_mountpoint(mountpoint)
-    mounter = _mount_direct if os.geteuid() == 0 else _mount_fusermount
+    mounter: Callable[[str, Options], MountHandle]
+    if sync_fd is not None:
+        mounter = functools.partial(_mount_direct, sync_fd=sync_fd)
+    else:
+        mounter = _mount_direct if os.geteuid() == 0 else _mount_fusermount
     # The watchdog starts before the mount, so that a daemon killed right after
     # mounting (before it could start a process) still leaves no dead mount.
     watchdog = MountHandle(path, -1, via_fusermount=False)
@@ -156,14 +166,15 @@ def mount(mountpoint: str, options: Options) -> MountHandle:
         raise
     handle.watchdog, handle.watchdog_pipe = watchdog.watchdog, watchdog.watchdog_pipe
     try:
-        handle.conn = connection_id(path)
+        handle.conn = connection_id(path) if sync_fd is None else installed_connection(sync_fd)
         if handle.conn is None:
             raise MountError(errno.EIO, f"{path} vanished right after mounting")
         if options.auto_unmount:
             os.write(handle.watchdog_pipe, b"%d\n" % handle.conn)
     except BaseException:
         unmount(handle, lazy=True)
-        os.close(handle.fd)
+        if sync_fd is None:
+            os.close(handle.fd)
         release_helper(handle)
         raise
     return handle
@@ -208,8 +219,62 @@ def _split_flags(options: Options) -> tuple[int, list[str]]:
     return flags, data
 
 
-def _mount_direct(path: str, options: Options) -> MountHandle:
+def open_for_sync_init() -> int | None:
+    """A /dev/fuse fd in synchronous-INIT mode, or None where the kernel lacks it.
+
+    mount(2) with such an fd (``FUSE_DEV_IOC_SYNC_INIT``, Linux 6.18) returns only once
+    the daemon has answered INIT, so a mount is never visible before it can serve; it
+    must therefore run on another thread than the one answering. Until mount(2) has
+    attached the fd to its connection (:func:`installed_connection`), reading or
+    polling the fd sleeps in the kernel: leave it alone until then.
+    """
     fd = open_dev_fuse()
+    try:
+        fcntl.ioctl(fd, _abi.FUSE_DEV_IOC_SYNC_INIT)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ENOTTY, errno.EINVAL):
+            return None
+        raise
+    return fd
+
+
+def installed_connection(fd: int) -> int | None:
+    """The connection a /dev/fuse fd serves once mount(2) attached it, else None.
+
+    Read from the fd's /proc fdinfo (``fuse_connection:``), which never sleeps, unlike
+    a read or poll of the fd in synchronous-INIT mode before it is attached.
+    """
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("fuse_connection:"):
+                    return int(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def flags_asked(options: Options) -> frozenset[str]:
+    """The generic flags a root mount(2) of ``options`` gets, named as
+    :func:`mount_flags` names them (the kernel defaults to ``relatime``)."""
+    flags, _ = _split_flags(options)
+    bits = (
+        ("ro", MS_RDONLY), ("nosuid", MS_NOSUID), ("nodev", MS_NODEV), ("noexec", MS_NOEXEC),
+        ("sync", MS_SYNCHRONOUS), ("dirsync", MS_DIRSYNC), ("nodiratime", MS_NODIRATIME),
+    )  # fmt: skip
+    names = {name for name, bit in bits if flags & bit}
+    if flags & MS_STRICTATIME:
+        names.add("strictatime")
+    elif flags & MS_NOATIME:
+        names.add("noatime")
+    else:
+        names.add("relatime")
+    return frozenset(names)
+
+
+def _mount_direct(path: str, options: Options, sync_fd: int | None = None) -> MountHandle:
+    fd = open_dev_fuse() if sync_fd is None else sync_fd
     try:
         flags, data = _split_flags(options)
         kopts = [
@@ -235,7 +300,8 @@ def _mount_direct(path: str, options: Options) -> MountHandle:
                 why += f" (check these mount options: {','.join(data)})"
             raise MountError(err, why)
     except BaseException:
-        os.close(fd)
+        if sync_fd is None:
+            os.close(fd)
         raise
     return MountHandle(path, fd, via_fusermount=False)
 

@@ -9,12 +9,13 @@ one process and one trio loop.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import math
 import os
 import signal
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from ._ring import RingTransport
 
 log = logging.getLogger("trio_fuse_uring")
+
+#: What mount(), serve() and run() take as a mountpoint.
+StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 #: How long an unmount may take before the connection is aborted instead.
 UNMOUNT_TIMEOUT = 5.0
@@ -141,6 +145,12 @@ class Mount:
     def mountpoint(self) -> str:
         """The absolute path mounted on, with symlinks resolved (as mount(2) did)."""
         return self._s.mountpoint
+
+    @property
+    def synchronous_init(self) -> bool:
+        """Whether mount(2) waited for INIT (``FUSE_DEV_IOC_SYNC_INIT``, Linux 6.18, as
+        root): the mount was never visible before it could serve."""
+        return self._s.sync_mount is not None
 
     @property
     def transport(self) -> str:
@@ -267,8 +277,18 @@ class _Notifier:
 
 
 class _Session:
-    def __init__(self, ops: Operations, handle: _mountlib.MountHandle, options: Options) -> None:
+    def __init__(
+        self,
+        ops: Operations,
+        handle: _mountlib.MountHandle,
+        options: Options,
+        sync_mount: Callable[[], _mountlib.MountHandle] | None = None,
+    ) -> None:
         self.ops = ops
+        # Synchronous INIT: mount(2), still to be called (on a thread) while we answer.
+        self.sync_mount = sync_mount
+        self._mounted = trio.Event()
+        self._mount_error: Exception | None = None
         self.options = options
         self.handle = handle
         self.mountpoint = handle.mountpoint
@@ -293,10 +313,22 @@ class _Session:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await self._init()
             async with trio.open_nursery() as nursery:
+                if self.sync_mount is not None:
+                    await self._begin_sync_mount(nursery)
+                try:
+                    await self._init()
+                except BaseException:
+                    self._abort_unfinished_mount()
+                    raise
                 assert self.devfuse is not None
                 await nursery.start(self.devfuse.serve)
+                if self.sync_mount is not None:
+                    # mount(2) may still send requests before it returns: served above.
+                    await self._mounted.wait()
+                    if self._mount_error is not None:
+                        raise self._mount_error
+                self._start_ring()
                 if self.ring is not None:
                     await nursery.start(self.ring.serve)
                 nursery.start_soon(self.notifier.run)
@@ -316,6 +348,44 @@ class _Session:
                     alive = self.devfuse is None or not self.devfuse.gone.is_set()
                     await self.ring.aclose(force=alive)
             self.finished.set()
+
+    async def _begin_sync_mount(self, nursery: trio.Nursery) -> None:
+        """Start mount(2) on a thread; return once it attached our fd to its connection.
+
+        Until then a read or poll of the fd would sleep in the kernel (and take the
+        event loop with it), so the fd's fdinfo is watched instead; that wait is short
+        and shielded, because a mount(2) left waiting for an INIT nobody answers would
+        never return.
+        """
+        assert self.sync_mount is not None
+        mount_it = self.sync_mount
+
+        async def mount_in_thread() -> None:
+            try:
+                done = await trio.to_thread.run_sync(mount_it)
+            except Exception as exc:
+                self._mount_error = exc
+            else:
+                self.handle.watchdog, self.handle.watchdog_pipe = done.watchdog, done.watchdog_pipe
+                self.handle.conn = done.conn
+            finally:
+                self._mounted.set()
+
+        nursery.start_soon(mount_in_thread)
+        with trio.CancelScope(shield=True):
+            while (conn := _mountlib.installed_connection(self.fd.fd)) is None:
+                if self._mounted.is_set():
+                    raise self._mount_error or _mountlib.MountError(
+                        errno.EIO, f"mount(2) of {self.mountpoint} did not use our /dev/fuse"
+                    )
+                await trio.sleep(0.001)
+        self.handle.conn = conn
+
+    def _abort_unfinished_mount(self) -> None:
+        # INIT was not answered: the mount(2) waiting for it returns once the connection
+        # is aborted (a synchronous INIT waits in the kernel, not for a signal).
+        if self.sync_mount is not None and not self._mounted.is_set() and self.handle.conn:
+            _mountlib.abort_connection(self.handle.conn)
 
     @property
     def connection_gone(self) -> bool:
@@ -363,7 +433,11 @@ class _Session:
             major=req.major, minor=req.minor, max_readahead=req.max_readahead,
             kernel_flags=req.flags, transport=self.transport.name,
             capabilities=frozenset(f.name or "" for f in InitFlag if f & self.neg.flags),
-            mount_flags=_mountlib.mount_flags(self.handle.conn),
+            mount_flags=(
+                _mountlib.mount_flags(self.handle.conn) if self.sync_mount is None
+                # Synchronous INIT: not mounted yet; these are the flags mount(2) gets.
+                else _mountlib.flags_asked(opts)
+            ),
         )  # fmt: skip
         await self.ops.init(info)
         self.initialized = True
@@ -374,15 +448,21 @@ class _Session:
         err = write_message(self.fd, P.reply_header(req.unique, 0, len(body)), body)
         if err:
             raise _mountlib.MountError(err, f"INIT reply rejected: {os.strerror(err)}")
-        if self.ring is not None:
-            self.ring.start()
-            if self.ring.failed:
-                # The kernel refused the REGISTERs (known only now, after INIT): the
-                # connection stays on /dev/fuse.
-                if opts.transport == "uring":
-                    raise UringUnavailable(f"cannot serve over io-uring: {self.ring.failed}")
-                self.transport = _Choice("devfuse", f"io-uring unavailable: {self.ring.failed}")
-                self.devfuse.poll_ns = opts.poll_us * 1000  # it carries everything now
+
+    def _start_ring(self) -> None:
+        """Register the ring's entries (the kernel accepts them only after INIT)."""
+        if self.ring is None:
+            return
+        assert self.devfuse is not None
+        opts = self.options
+        self.ring.start()
+        if self.ring.failed:
+            # The kernel refused the REGISTERs (known only now, after INIT): the
+            # connection stays on /dev/fuse.
+            if opts.transport == "uring":
+                raise UringUnavailable(f"cannot serve over io-uring: {self.ring.failed}")
+            self.transport = _Choice("devfuse", f"io-uring unavailable: {self.ring.failed}")
+            self.devfuse.poll_ns = opts.poll_us * 1000  # it carries everything now
 
     def _apply_request_timeout(self, kernel_flags: int) -> None:
         """Find the kernel's deadline for replies and have the dispatcher beat it."""
@@ -522,7 +602,7 @@ class _Session:
 
 @asynccontextmanager
 async def mount(
-    ops: Operations, mountpoint: str | os.PathLike[str], options: Options | None = None
+    ops: Operations, mountpoint: StrOrBytesPath, options: Options | None = None
 ) -> AsyncIterator[Mount]:
     """Mount ``ops`` at ``mountpoint`` and serve it while the ``async with`` body runs.
 
@@ -540,8 +620,19 @@ async def mount(
     options = _checked_options(options)
     if not isinstance(ops, Operations):
         raise TypeError(f"ops must be a trio_fuse_uring.Operations, not {type(ops).__name__}")
-    handle = await trio.to_thread.run_sync(_mountlib.mount, os.fspath(mountpoint), options)
-    session = _Session(ops, handle, options)
+    path = _mountpoint_arg(mountpoint)
+    sync_fd = None
+    if os.geteuid() == 0:  # fusermount3 opens /dev/fuse itself
+        sync_fd = await trio.to_thread.run_sync(_mountlib.open_for_sync_init)
+    if sync_fd is None:
+        handle = await trio.to_thread.run_sync(_mountlib.mount, path, options)
+        session = _Session(ops, handle, options)
+    else:
+        # mount(2) runs on a thread while the session answers INIT: the session owns
+        # the fd from here on, and learns the rest of the handle as mounting proceeds.
+        handle = _mountlib.MountHandle(os.path.realpath(path), sync_fd, via_fusermount=False)
+        mount_it = functools.partial(_mountlib.mount, path, options, sync_fd=sync_fd)
+        session = _Session(ops, handle, options, sync_mount=mount_it)
     try:
         async with trio.open_nursery() as nursery:
             try:
@@ -584,8 +675,22 @@ def _checked_options(options: object) -> Options:
     return options
 
 
+def _mountpoint_arg(mountpoint: object) -> str:
+    """``mountpoint`` as a str path: str, bytes and os.PathLike of either are taken."""
+    try:
+        path = os.fspath(mountpoint)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(
+            f"mountpoint must be a path (str, bytes or os.PathLike), not "
+            f"{type(mountpoint).__name__}"
+        ) from None
+    return os.fsdecode(path)
+
+
 def _unmount_if_ours(session: _Session) -> None:
     handle = session.handle
+    if handle.conn is None:
+        return  # never mounted (a synchronous mount(2) that failed): nothing is ours
     if session.connection_gone and not (
         _mountlib.connection_id(handle.mountpoint) == handle.conn
         and _mountlib.is_dead(handle.mountpoint)
@@ -605,7 +710,7 @@ def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | No
 
 async def serve(
     ops: Operations,
-    mountpoint: str | os.PathLike[str],
+    mountpoint: StrOrBytesPath,
     options: Options | None = None,
     *,
     task_status: trio.TaskStatus[Mount] = trio.TASK_STATUS_IGNORED,
@@ -621,7 +726,7 @@ async def serve(
 
 
 def run(
-    ops: Operations, mountpoint: str | os.PathLike[str], options: Options | None = None
+    ops: Operations, mountpoint: StrOrBytesPath, options: Options | None = None
 ) -> dict[str, Any]:
     """Mount, serve until SIGINT, SIGTERM or an unmount, then clean up; one call.
 
