@@ -20,6 +20,7 @@ from conftest import client, open_fds
 from hello import HELLO_DATA, HelloFS
 
 import trio_fuse_uring as tfu
+from trio_fuse_uring import _mountlib
 
 ROOT = tfu.ROOT_INODE
 
@@ -362,10 +363,14 @@ async def test_parsed_options_are_accepted_and_a_tuple_is_refused_clearly(tmp_pa
 
 def test_options_format():
     o = tfu.Options(fsname="memfs", allow_other=True, extra=("noatime", "max_read=65536"))
-    data = o.kernel_options(5, 0o40000, 1000, 1000)
-    assert data == (
-        "fd=5,rootmode=40000,user_id=1000,group_id=1000,default_permissions,allow_other,"
-        "noatime,max_read=65536"
+    flags, data = _mountlib._split_flags(o)
+    assert flags == _mountlib.MS_NOSUID | _mountlib.MS_NODEV | _mountlib.MS_NOATIME
+    assert _mountlib._mount_data(o, 5, data) == (
+        f"fd=5,rootmode=40000,user_id={os.geteuid()},group_id={os.getegid()},"
+        "default_permissions,allow_other,max_read=65536"
+    )
+    assert o.fusermount_options() == (
+        "fsname=memfs,nosuid,nodev,rw,default_permissions,allow_other,noatime,max_read=65536"
     )
     assert "allow_other" not in tfu.Options().fusermount_options()
 

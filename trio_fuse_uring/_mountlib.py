@@ -50,7 +50,7 @@ UMOUNT_NOFOLLOW = 8
 # Generic mount options, as mount(8) reads them: each sets some flags and clears others,
 # and a later option wins over an earlier one. The atime options exclude each other.
 _ATIME = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
-_FLAG_OPTIONS: dict[str, tuple[int, int]] = {  # name -> (flags set, flags cleared)
+_MS_FLAG_OPTIONS: dict[str, tuple[int, int]] = {  # name -> (flags set, flags cleared)
     "ro": (MS_RDONLY, 0),
     "rw": (0, MS_RDONLY),
     "nosuid": (MS_NOSUID, 0),
@@ -211,8 +211,8 @@ def _split_flags(options: Options) -> tuple[int, list[str]]:
         flags |= MS_RDONLY
     data: list[str] = []
     for opt in options.extra:
-        if opt in _FLAG_OPTIONS:
-            on, off = _FLAG_OPTIONS[opt]
+        if opt in _MS_FLAG_OPTIONS:
+            on, off = _MS_FLAG_OPTIONS[opt]
             flags = (flags & ~off) | on
         else:
             data.append(opt)
@@ -273,24 +273,24 @@ def flags_asked(options: Options) -> frozenset[str]:
     return frozenset(names)
 
 
+def _mount_data(options: Options, fd: int, data: list[str]) -> str:
+    """mount(2)'s data string: the connection, its owner, then the options asked for
+    (``data``: those of ``options.extra`` that are not mount flags)."""
+    opts = [f"fd={fd}", "rootmode=40000", f"user_id={os.geteuid()}", f"group_id={os.getegid()}"]
+    if options.default_permissions:
+        opts.append("default_permissions")
+    if options.allow_other:
+        opts.append("allow_other")
+    return ",".join(opts + data)
+
+
 def _mount_direct(path: str, options: Options, sync_fd: int | None = None) -> MountHandle:
     fd = open_dev_fuse() if sync_fd is None else sync_fd
     try:
         flags, data = _split_flags(options)
-        kopts = [
-            f"fd={fd}",
-            "rootmode=40000",
-            f"user_id={os.geteuid()}",
-            f"group_id={os.getegid()}",
-        ]
-        if options.default_permissions:
-            kopts.append("default_permissions")
-        if options.allow_other:
-            kopts.append("allow_other")
-        kopts += data
         rc = _libc.mount(
             options.fsname.encode(), path.encode(), fs_type(options).encode(), flags,
-            ",".join(kopts).encode(),
+            _mount_data(options, fd, data).encode(),
         )  # fmt: skip
         if rc != 0:
             err = ctypes.get_errno()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -196,8 +195,8 @@ class Options:
                 key, sep, value = opt.partition("=")
                 if key in own:
                     mine[key] = value
-                elif key in _FLAG_OPTIONS and not sep:
-                    name, flag = _FLAG_OPTIONS[key]
+                elif key in _BOOL_OPTIONS and not sep:
+                    name, flag = _BOOL_OPTIONS[key]
                     kw[name] = flag
                 elif key in _VALUE_OPTIONS and sep:
                     try:
@@ -262,31 +261,20 @@ class Options:
             return self.ring_max_depth
         return max(64, self.ring_depth)
 
-    def kernel_options(self, fd: int, rootmode: int, uid: int, gid: int) -> str:
-        """The data string for mount(2): fd, rootmode, ids, then the flags asked for."""
-        opts = [f"fd={fd}", f"rootmode={rootmode:o}", f"user_id={uid}", f"group_id={gid}"]
-        opts += self._common()
-        return ",".join(opts)
-
     def fusermount_options(self) -> str:
         """The ``-o`` string for fusermount3 (which adds fd, rootmode and ids itself)."""
         opts = [f"fsname={self.fsname}", "nosuid", "nodev"]
         if self.subtype:
             opts.append(f"subtype={self.subtype}")
         opts.append("ro" if self.read_only else "rw")
-        return ",".join(opts + self._common())
-
-    def _common(self) -> list[str]:
-        opts: list[str] = []
         if self.default_permissions:
             opts.append("default_permissions")
         if self.allow_other:
             opts.append("allow_other")
-        opts.extend(self.extra)
-        return opts
+        return ",".join([*opts, *self.extra])
 
 
-_FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
+_BOOL_OPTIONS: dict[str, tuple[str, bool]] = {
     "allow_other": ("allow_other", True),
     "default_permissions": ("default_permissions", True),
     "no_default_permissions": ("default_permissions", False),
@@ -319,7 +307,3 @@ _VALUE_OPTIONS: dict[str, Callable[[str], Any]] = {
 
 def fs_type(options: Options) -> str:
     return f"fuse.{options.subtype}" if options.subtype else "fuse"
-
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0
