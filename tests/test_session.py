@@ -343,6 +343,56 @@ def test_options_the_library_owns_are_refused(text, message):
     tfu.Options(fsname="/srv/data")  # a path as the source stays fine (passthrough's)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_write": 10}, "max_write must be between 4096 and 16 MiB, not 10"),
+        ({"max_pages": 0}, "max_pages must be between 1 and 65535, not 0"),
+        ({"max_background": 70000}, "max_background must be between 0 and 65535, not 70000"),
+        ({"poll_us": -1}, "poll_us must be >= 0, not -1"),
+        ({"time_gran": 0}, "time_gran must be between 1 and 10**9 ns, not 0"),
+        ({"entry_timeout": float("nan")}, "entry_timeout must be >= 0, not nan"),
+        ({"attr_timeout": -0.5}, "attr_timeout must be >= 0, not -0.5"),
+        ({"ring_depth": 8, "ring_max_depth": 4},
+         "ring_max_depth must be between ring_depth (8) and 4096, not 4"),
+    ],
+)  # fmt: skip
+def test_option_range_errors_say_the_value(kwargs, message):
+    with pytest.raises(tfu.OptionError) as info:
+        tfu.Options(**kwargs)
+    assert str(info.value) == message
+
+
+def test_mount_objects_cannot_be_constructed():
+    with pytest.raises(TypeError, match="come from `async with mount"):
+        tfu.Mount(None)
+
+
+class _PlainDefs(tfu.Operations):
+    def getattr(self, inode, ctx):
+        return tfu.EntryAttributes(st_ino=inode)
+
+    def lookup(self, parent, name, ctx):
+        raise tfu.FUSEError(errno.ENOENT)
+
+    async def readdir(self, fh, start_id, ctx):
+        return None
+
+    def helper(self):  # not a handler: not checked
+        return 1
+
+
+async def test_plain_def_handlers_refused_at_mount(tmp_path):
+    with pytest.raises(TypeError) as info:
+        async with tfu.mount(_PlainDefs(), tmp_path):
+            pytest.fail("mounted")
+    assert str(info.value) == (
+        "_PlainDefs: lookup() must be async def; getattr() must be async def; "
+        "readdir() must be an async generator (async def with yield)"
+    )
+    assert not _is_mounted(tmp_path)
+
+
 def test_ring_entries_max_defaults_to_64_or_ring_depth():
     assert tfu.Options().ring_entries_max == 64
     assert tfu.Options(ring_depth=256).ring_entries_max == 256

@@ -10,7 +10,6 @@ Implementation modules are private (``_name``); everything public is re-exported
 import contextlib
 
 from ._abi import ROOT_ID as ROOT_INODE
-from ._devfuse import ConnectionGone as ConnectionGone
 from ._mountlib import MountError as MountError
 from ._options import OptionError as OptionError
 from ._options import Options as Options
@@ -19,6 +18,9 @@ from ._session import Mount as Mount
 from ._session import mount as mount
 from ._session import run as run
 from ._session import serve as serve
+from ._types import MountStats as MountStats
+from ._types import QueueStats as QueueStats
+from ._types import RingStats as RingStats
 from ._uring_support import UringUnavailable as UringUnavailable
 from .ops import (
     DirEntry as DirEntry,
@@ -59,7 +61,10 @@ __version__ = "0.1.0"
 __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     # running a filesystem
     "Mount",
+    "MountStats",
     "Options",
+    "QueueStats",
+    "RingStats",
     "mount",
     "run",
     "serve",
@@ -76,7 +81,6 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     "SetattrFields",
     "StatvfsData",
     # errors
-    "ConnectionGone",
     "FUSEError",
     "MountError",
     "OptionError",

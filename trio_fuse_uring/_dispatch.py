@@ -729,6 +729,31 @@ def _overrides(ops: Operations, name: str) -> bool:
     return getattr(type(ops), name, None) is not getattr(Operations, name)
 
 
+def check_handlers(ops: Operations) -> None:
+    """Refuse handlers that could never answer: a plain ``def`` where the framework
+    awaits (each request would fail with EIO), or a ``readdir`` that is not an async
+    generator.
+
+    Raises:
+        TypeError: naming every such handler and what it should be.
+    """
+    wrong = []
+    for name, ours in vars(Operations).items():
+        theirs = getattr(type(ops), name, ours)
+        if name.startswith("_") or theirs is ours or not callable(ours):
+            continue
+        fn = inspect.unwrap(theirs)
+        if not inspect.isfunction(fn):
+            continue  # a callable object or a builtin: cannot tell, let it run
+        if name == "readdir":
+            if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
+                wrong.append("readdir() must be an async generator (async def with yield)")
+        elif inspect.iscoroutinefunction(ours) and not inspect.iscoroutinefunction(fn):
+            wrong.append(f"{name}() must be async def")
+    if wrong:
+        raise TypeError(f"{type(ops).__name__}: " + "; ".join(wrong))
+
+
 def capabilities(ops: Operations) -> set[str]:
     """Which handlers ``ops`` implements itself (drives INIT flags): those named in the
     opcode table, and ``flock`` (called for SETLK and RELEASE of flock(2) locks)."""

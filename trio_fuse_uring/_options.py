@@ -229,19 +229,15 @@ class Options:
             raise OptionError(
                 f"transport must be 'auto', 'uring' or 'devfuse', not {self.transport!r}"
             )
-        if not 4096 <= self.max_write <= 16 * 1024 * 1024:
-            raise OptionError("max_write must be between 4096 and 16 MiB")
-        if not 1 <= self.max_pages <= 65535:
-            raise OptionError("max_pages must be between 1 and 65535")
-        for name in ("max_readahead", "max_background", "congestion_threshold", "poll_us"):
-            if getattr(self, name) < 0:
-                raise OptionError(f"{name} must be >= 0")
-        if self.max_background > 65535 or self.congestion_threshold > 65535:
-            raise OptionError("max_background and congestion_threshold must fit in 16 bits")
-        if not 1 <= self.time_gran <= 1_000_000_000:
-            raise OptionError("time_gran must be between 1 and 10**9 ns")
-        if self.entry_timeout < 0 or self.attr_timeout < 0:
-            raise OptionError("entry_timeout and attr_timeout must be >= 0")
+        _in_range("max_write", self.max_write, 4096, 16 * 1024 * 1024, "4096 and 16 MiB")
+        _in_range("max_pages", self.max_pages, 1, 65535)
+        _in_range("max_readahead", self.max_readahead, 0, None)
+        _in_range("max_background", self.max_background, 0, 65535)
+        _in_range("congestion_threshold", self.congestion_threshold, 0, 65535)
+        _in_range("poll_us", self.poll_us, 0, None)
+        _in_range("time_gran", self.time_gran, 1, 1_000_000_000, "1 and 10**9 ns")
+        _in_range("entry_timeout", self.entry_timeout, 0, None)
+        _in_range("attr_timeout", self.attr_timeout, 0, None)
         if self.request_timeout is not None and not (
             isinstance(self.request_timeout, int) and 1 <= self.request_timeout <= 65535
         ):
@@ -249,10 +245,12 @@ class Options:
                 f"request_timeout must be a whole number of seconds from 1 to 65535 (the "
                 f"kernel's limit), or None, not {self.request_timeout!r}"
             )
-        if not 1 <= self.ring_depth <= 4096:
-            raise OptionError("ring_depth must be between 1 and 4096")
-        if self.ring_max_depth is not None and not (self.ring_depth <= self.ring_max_depth <= 4096):
-            raise OptionError("ring_max_depth must be between ring_depth and 4096")
+        _in_range("ring_depth", self.ring_depth, 1, 4096)
+        if self.ring_max_depth is not None:
+            _in_range(
+                "ring_max_depth", self.ring_max_depth, self.ring_depth, 4096,
+                f"ring_depth ({self.ring_depth}) and 4096",
+            )  # fmt: skip
 
     @property
     def ring_entries_max(self) -> int:
@@ -272,6 +270,17 @@ class Options:
         if self.allow_other:
             opts.append("allow_other")
         return ",".join([*opts, *self.extra])
+
+
+def _in_range(
+    name: str, value: float, low: float, high: float | None, between: str | None = None
+) -> None:
+    """Raise an :class:`OptionError` naming the option, its value and the range."""
+    if high is None:
+        if not value >= low:  # also NaN
+            raise OptionError(f"{name} must be >= {low}, not {value!r}")
+    elif not low <= value <= high:
+        raise OptionError(f"{name} must be between {between or f'{low} and {high}'}, not {value!r}")
 
 
 _BOOL_OPTIONS: dict[str, tuple[str, bool]] = {

@@ -42,7 +42,7 @@ import trio
 
 from . import _abi
 from . import _protocol as P
-from ._types import FileRange
+from ._types import FileRange, QueueStats, RingStats
 from ._uring_support import possible_cpus
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class RingTransport:
         self._nursery: trio.Nursery | None = None
         self._waker: _TokenWaker | None = None
         self.failed: str | None = None
-        self._stats_at_close: dict[str, Any] = {}
+        self._stats_at_close: RingStats | None = None
         self.requests = 0
         self.batches = 0
 
@@ -363,10 +363,10 @@ class RingTransport:
 
     # ---- stats and shutdown ---------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        if self._closed:
+    def stats(self) -> RingStats:
+        if self._stats_at_close is not None:
             return self._stats_at_close
-        queues = []
+        queues: list[QueueStats] = []
         s = ffi.new("struct tfu_queue_stats *")
         total = 0
         for q in range(self.nr_queues):

@@ -26,9 +26,9 @@ from . import _deadlines, _mountlib
 from . import _protocol as P
 from ._abi import InitFlag
 from ._devfuse import ConnectionGone, DevFuseTransport, FdHolder, read_one, write_message
-from ._dispatch import Dispatcher, capabilities
+from ._dispatch import Dispatcher, capabilities, check_handlers
 from ._options import Options
-from ._types import FUSEError, InitInfo
+from ._types import FUSEError, InitInfo, MountStats
 from ._uring_support import UringUnavailable, unavailable_reason
 from .ops._operations import Operations
 
@@ -134,6 +134,11 @@ class Mount:
     """
 
     def __init__(self, session: _Session) -> None:
+        if not isinstance(session, _Session):
+            raise TypeError(
+                "Mount objects come from `async with mount(...) as m` or "
+                "`await nursery.start(serve, ...)`; they cannot be constructed"
+            )
         self._s = session
 
     def __repr__(self) -> str:
@@ -164,7 +169,7 @@ class Mount:
     def options(self) -> Options:
         return self._s.options
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> MountStats:
         """Counters: requests per transport, errors, blocked handlers, ring queues."""
         return self._s.stats()
 
@@ -544,12 +549,12 @@ class _Session:
 
     # ---- stats -------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> MountStats:
         d = self.dispatcher.stats
         ring_stats = self.ring.stats() if self.ring is not None else None
         ring_requests = ring_stats["requests"] if ring_stats else 0
         devfuse_requests = self.devfuse.requests if self.devfuse else 0
-        out: dict[str, Any] = {
+        out: MountStats = {
             "transport": self.transport.name,
             "requests": {"uring": ring_requests, "devfuse": devfuse_requests},
             "errors": d.errors,
@@ -616,10 +621,16 @@ async def mount(
         MountError: the mount failed (the message says why and what to do).
         UringUnavailable: ``transport="uring"`` was asked for but cannot be had.
         OptionError: an option value is unsafe or out of range.
+        ProtocolError: the kernel's INIT could not be understood (a kernel speaking
+            another FUSE major version, or an older minor than 7.31).
+        TypeError: ``ops`` is not an :class:`Operations`, ``options`` not an
+            :class:`Options` or ``mountpoint`` not a path, or a handler is a plain
+            ``def`` where ``async def`` is needed (the message names them).
     """
     options = _checked_options(options)
     if not isinstance(ops, Operations):
         raise TypeError(f"ops must be a trio_fuse_uring.Operations, not {type(ops).__name__}")
+    check_handlers(ops)
     path = _mountpoint_arg(mountpoint)
     sync_fd = None
     if os.geteuid() == 0:  # fusermount3 opens /dev/fuse itself
@@ -719,6 +730,10 @@ async def serve(
 
     ``task_status.started`` receives the :class:`Mount` once the filesystem is usable.
     Cancel the surrounding scope to unmount.
+
+    Raises:
+        MountError, UringUnavailable, OptionError, ProtocolError, TypeError: as
+            :func:`mount`.
     """
     async with mount(ops, mountpoint, options) as m:
         task_status.started(m)
@@ -727,13 +742,17 @@ async def serve(
 
 def run(
     ops: Operations, mountpoint: StrOrBytesPath, options: Options | None = None
-) -> dict[str, Any]:
+) -> MountStats:
     """Mount, serve until SIGINT, SIGTERM or an unmount, then clean up; one call.
 
     Runs its own trio loop. Returns the mount's final :meth:`Mount.stats`.
+
+    Raises:
+        MountError, UringUnavailable, OptionError, ProtocolError, TypeError: as
+            :func:`mount`.
     """
     options = _checked_options(options)
-    result: dict[str, Any] = {}
+    result: list[MountStats] = []
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -760,7 +779,7 @@ def run(
                         try:
                             await m.wait_unmounted()
                         finally:
-                            result.update(m.stats())
+                            result.append(m.stats())
                 nursery.cancel_scope.cancel()
 
     try:
@@ -770,4 +789,4 @@ def run(
         if leaf is None:
             raise
         raise leaf from None
-    return result
+    return result[0]

@@ -11,6 +11,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, NotRequired, TypedDict
 
 
 class FUSEError(Exception):
@@ -225,3 +226,53 @@ class InitInfo:
     transport: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
     mount_flags: frozenset[str] = field(default_factory=frozenset)
+
+
+class QueueStats(TypedDict):
+    """Counters of one io-uring queue (one per CPU), in :class:`RingStats`."""
+
+    qid: int
+    cpu: int
+    requests: int
+    batches: int
+    mean_batch: float
+    errors: int
+    #: Times the queue thread slept, and wake-ups it sent to the trio thread.
+    sleeps: int
+    wakeups_sent: int
+    #: Entries registered now (it grows while handlers wait).
+    entries: int
+    kicks: int
+    #: ``FileRange`` replies copied by the queue thread and by the trio thread.
+    file_reads: dict[Literal["queue_thread", "trio"], int]
+
+
+class RingStats(TypedDict):
+    """Counters of the io-uring transport, in :class:`MountStats`."""
+
+    requests: int
+    batches: int
+    mean_batch: float
+    queues: list[QueueStats]
+    #: How queue threads wake trio: ``"eventfd"`` or ``"token"``.
+    handoff: str
+    #: Why the kernel refused the ring (requests then went over /dev/fuse), or None.
+    failed: str | None
+
+
+class MountStats(TypedDict):
+    """What :meth:`Mount.stats` and :func:`run` return."""
+
+    #: ``"uring"`` or ``"devfuse"``.
+    transport: str
+    #: Requests served, per transport (``"uring"``, ``"devfuse"``).
+    requests: dict[str, int]
+    #: Requests answered with an error, and handlers that failed (raised or returned
+    #: the wrong type; answered EIO).
+    errors: int
+    handler_failures: int
+    interrupted: int
+    blocked_handlers: int
+    notifications: int
+    devfuse_wakeups: NotRequired[int]
+    ring: NotRequired[RingStats]
