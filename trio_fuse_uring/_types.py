@@ -273,6 +273,9 @@ class MountStats(TypedDict):
     handler_failures: int
     interrupted: int
     blocked_handlers: int
+    #: Handlers cancelled and answered ETIMEDOUT before the kernel's request deadline
+    #: (``Options.request_timeout``).
+    timed_out: int
     notifications: int
     devfuse_wakeups: NotRequired[int]
     ring: NotRequired[RingStats]
