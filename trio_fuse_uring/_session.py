@@ -740,9 +740,7 @@ async def serve(
         await m.wait_unmounted()
 
 
-def run(
-    ops: Operations, mountpoint: StrOrBytesPath, options: Options | None = None
-) -> MountStats:
+def run(ops: Operations, mountpoint: StrOrBytesPath, options: Options | None = None) -> MountStats:
     """Mount, serve until SIGINT, SIGTERM or an unmount, then clean up; one call.
 
     Runs its own trio loop. Returns the mount's final :meth:`Mount.stats`.
