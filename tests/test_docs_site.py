@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require
+from helpers import REPO, require
 from markdown_blocks import Step, code_blocks, file_name, run_steps
 
 DOCS = REPO / "docs"

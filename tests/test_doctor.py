@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import REPO, require
+from helpers import REPO, require
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _doctor, _uring_support

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, no_ring_threads, open_fds, require
 from hello import HELLO_DATA, HelloFS
+from helpers import client, no_ring_threads, open_fds, require
 from memfs import MemFS
 
 import trio_fuse_uring as tfu

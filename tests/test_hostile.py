@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import client
+from helpers import client
 from memfs import MemFS
 
 import trio_fuse_uring as tfu

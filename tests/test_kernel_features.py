@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, no_ring_threads, open_fds
+from helpers import client, no_ring_threads, open_fds
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _mountlib

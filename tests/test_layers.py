@@ -137,3 +137,18 @@ def test_the_architecture_page_draws_this_stack() -> None:
     names = {"": "__init__.py", "_protocol": "_protocol/", "ops": "ops/"}
     expected = [names.get(u, u + ".py") for u in reversed(STACK) if u != "_ring_cffi"]
     assert drawn == expected, "docs/architecture.md's module stack differs from STACK"
+
+
+def test_tests_import_helpers_not_conftest() -> None:
+    # conftest.py holds fixtures; pytest discourages importing it as a module.
+    offenders = []
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [node.module] if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names] if isinstance(node, ast.Import)
+                else []
+            )  # fmt: skip
+            if "conftest" in names:
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, "import test helpers from tests/helpers.py: " + ", ".join(offenders)

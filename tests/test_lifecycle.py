@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import IN_CI, REPO, client
 from hello import HELLO_DATA, HelloFS
+from helpers import IN_CI, REPO, client
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _mountlib

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import REPO, client
+from helpers import REPO, client
 from memfs import CHUNK, MemFS, build_options
 
 import trio_fuse_uring as tfu
@@ -1119,7 +1119,7 @@ def test_build_options():
 
 
 def test_cli_uring_unavailable_is_reported(tmp_path):
-    from conftest import transport_unavailable
+    from helpers import transport_unavailable
 
     if transport_unavailable("uring") is None:
         pytest.skip("io-uring is available here")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import client
+from helpers import client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memfs import CHUNK, MemFS

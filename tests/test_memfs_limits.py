@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from conftest import client
+from helpers import client
 from memfs import COPY_MAX, XATTR_INODE_MAX, MemFS
 from test_memfs import mount_memfs
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import REPO, client
+from helpers import REPO, client
 from memfs import MemFS
 
 import trio_fuse_uring as tfu

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require
+from helpers import REPO, require
 from markdown_blocks import DETACH_FUSE_COPIES
 
 from trio_fuse_uring._mountlib import is_mountpoint

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import REPO, client
+from helpers import REPO, client
 from passthrough import Passthrough, ThreadedPassthrough
 
 import trio_fuse_uring as tfu

@@ -21,7 +21,7 @@ from errno import EACCES, EEXIST, EPERM
 from pathlib import Path
 
 import pytest
-from conftest import client
+from helpers import client
 from passthrough import Passthrough
 
 NOBODY = 65534

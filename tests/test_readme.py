@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import REPO, require
+from helpers import REPO, require
 from markdown_blocks import Step, code_blocks, file_name, run_steps
 
 README = (REPO / "README.md").read_text()

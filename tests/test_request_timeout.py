@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import TRANSPORTS, client, require
+from helpers import TRANSPORTS, client, require
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import pytest
 import trio
-from conftest import client, open_fds
 from hello import HELLO_DATA, HelloFS
+from helpers import client, open_fds
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _mountlib
@@ -150,7 +150,7 @@ async def test_interrupt_cancels_blocked_handler(mount_ops):
 
 
 async def test_cleanup_leaves_nothing(tmp_path, transport):
-    from conftest import require
+    from helpers import require
 
     require(transport)
     threads_before = {t.ident for t in threading.enumerate()}
@@ -170,7 +170,7 @@ async def test_cleanup_leaves_nothing(tmp_path, transport):
 
 
 async def test_cancellation_unmounts(tmp_path, transport):
-    from conftest import require
+    from helpers import require
 
     require(transport)
     path = tmp_path / "m"
@@ -182,7 +182,7 @@ async def test_cancellation_unmounts(tmp_path, transport):
 
 
 async def test_external_unmount_ends_session(tmp_path, transport):
-    from conftest import require
+    from helpers import require
 
     require(transport)
     path = tmp_path / "m"

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import trio
-from conftest import REPO
+from helpers import REPO
 
 SOAK = REPO / "tests" / "soak.py"
 SECONDS = int(os.environ.get("SOAK_SECONDS", "8"))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client, no_ring_threads, open_fds, require, ring_threads
 from hello import HelloFS
+from helpers import client, no_ring_threads, open_fds, require, ring_threads
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _abi

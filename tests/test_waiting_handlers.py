@@ -17,7 +17,7 @@ import time
 
 import pytest
 import trio
-from conftest import MountOps
+from helpers import MountOps
 
 import trio_fuse_uring as tfu
 
