@@ -59,7 +59,7 @@ else:
 
 
 # ---------------------------------------------------------------------------
-# kernel constants and structs used here (see docs/fuse-io-uring-abi.md)
+# kernel constants and structs used here (include/uapi/linux/fuse.h; _ring.h)
 
 MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 LOOKUP, GETATTR, OPEN, READ, STATFS, RELEASE, FLUSH, INIT = 1, 3, 14, 15, 17, 18, 25, 26
@@ -105,13 +105,23 @@ def task_ids() -> set[int]:
     return {int(t) for t in os.listdir("/proc/self/task")}
 
 
-def new_threads(before: set[int]) -> dict[int, str]:
-    """Threads of this process that did not exist in `before` (name by tid)."""
-    out = {}
-    for tid in task_ids() - before:
-        with contextlib.suppress(OSError):
-            out[tid] = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
-    return out
+def new_threads(before: set[int], settle: float = 10.0) -> dict[int, str]:
+    """Threads of this process that did not exist in `before` (name by tid), once the
+    exiting ones have left /proc.
+
+    A thread that Python has joined (or a C thread that signalled its exit) is still
+    listed until the kernel reaps it a moment later; on a loaded machine that moment can
+    come after the check. So wait up to ``settle`` seconds for the list to empty.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        out = {}
+        for tid in task_ids() - before:
+            with contextlib.suppress(OSError):
+                out[tid] = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+        if not out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.01)
 
 
 def enable_uring() -> bool:

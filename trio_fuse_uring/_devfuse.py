@@ -6,7 +6,7 @@ Some facts about /dev/fuse that this module relies on:
   (``max_write`` plus headers), or the read fails with EINVAL.
 - One ``write``/``writev`` sends exactly one reply or notification; it never waits for
   the client, so it does not block the event loop (notifications can, see
-  ``_session.Notifier``).
+  ``_session._Notifier``).
 - ``read`` returns ENODEV once the connection is gone (unmount or abort): that is the
   normal end of a session, not an error. A reply to a request that was interrupted
   and already answered by the kernel fails with ENOENT: harmless.

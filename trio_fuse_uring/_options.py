@@ -106,7 +106,7 @@ class Options:
         ring_depth: entries per io-uring queue (one queue per CPU) for requests whose
             handlers do not wait: how many requests from one CPU are in the daemon at
             once; more wait in the kernel. Default 2, chosen by benchmark (8 entries
-            cost 34 % of 1 MiB write throughput on the reference VM and gained nothing
+            cost 34 % of 1 MiB write throughput on a 2-vCPU VM and gained nothing
             beyond noise; see benchmarks/README.md).
         ring_max_depth: a handler that waits (awaits I/O, a lock, another request) holds
             its entry until it replies, so each one makes its queue register another

@@ -23,7 +23,8 @@
  * cffi's cdef() by _ring_build.py: keep it free of preprocessor conditionals,
  * static asserts and anything else pycparser cannot read.
  *
- * Kernel ABI: FUSE 7.42..7.45 (Linux 6.14..6.18), see docs/fuse-io-uring-abi.md.
+ * Kernel ABI: FUSE 7.42..7.45 (Linux 6.14..6.18): include/uapi/linux/fuse.h and
+ * fs/fuse/dev_uring.c in the kernel sources.
  */
 #ifndef TFU_RING_H
 #define TFU_RING_H
