@@ -79,20 +79,38 @@ LIBFUSE_READDIR_URING = 689_000  # libfuse C uring's readdir entries/s on the re
 IDLE_RSS_MAX_MIB = 60
 
 
-def our_systems(fs: str, extra_options: str = "") -> list[System]:
+def our_systems(fs: str, extra_options: str = "", baseline: Path | None = None) -> list[System]:
+    """Our daemons over both transports; with ``baseline``, also the same daemons from that
+    checkout of this repository (``uring-base``, ``devfuse-base``): its examples and its
+    package (extension built in place) run by this Python, for before/after comparisons."""
+    systems = _our_systems(fs, extra_options, ROOT, "", None)
+    if baseline is not None:
+        env = {"PYTHONPATH": str(baseline)}
+        systems += [
+            s for s in _our_systems(fs, extra_options, baseline, "-base", env)
+            if s.name in ("uring-base", "devfuse-base")
+        ]  # fmt: skip
+    return systems
+
+
+def _our_systems(
+    fs: str, extra_options: str, root: Path, suffix: str, env: dict[str, str] | None
+) -> list[System]:
     systems = []
+    where = "" if not suffix else f" at {root}"
     for transport in ("uring", "devfuse"):
         if fs == "passthrough":
-            argv = [PY, str(ROOT / "examples/passthrough.py"), "{src}", "{mnt}",
+            argv = [PY, str(root / "examples/passthrough.py"), "{src}", "{mnt}",
                     "--transport", transport, "--entry-timeout", "0", "--attr-timeout", "0"]  # fmt: skip
             has_source = True
         else:  # development fallback while passthrough.py does not exist
-            argv = [PY, str(ROOT / "examples/memfs.py"), "{mnt}", "--transport", transport,
+            argv = [PY, str(root / "examples/memfs.py"), "{mnt}", "--transport", transport,
                     "-o", "entry_timeout=0,attr_timeout=0"]  # fmt: skip
             has_source = False
         if extra_options:
             argv += ["-o", extra_options]
-        systems.append(System(transport, f"ours/{transport}", argv, True, has_source))
+        systems.append(System(transport + suffix, f"ours/{transport}{where}", argv, True,
+                              has_source, env))  # fmt: skip
         if transport == "uring":
             # Not in the default set: the other hand-off, compared with the eventfd
             # (queue threads wake trio through TrioToken.run_sync_soon).
@@ -316,7 +334,8 @@ def summarize(
             }
         ratios = {}
         for a, b in (("uring", "devfuse"), ("uring", "pyfuse3"), ("devfuse", "pyfuse3"),
-                     ("uring-token", "uring")):  # fmt: skip
+                     ("uring-token", "uring"), ("uring", "uring-base"),
+                     ("devfuse", "devfuse-base")):  # fmt: skip
             if a in row and b in row and row[b]["value"]:
                 ratios[f"{a}/{b}"] = row[a]["value"] / row[b]["value"]
         summary["workloads"][w] = {"median": row, "ratios": ratios}
@@ -371,7 +390,7 @@ def fmt_num(x: float | None) -> str:
 def render_table(names: list[str], summary: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     W = summary["workloads"]
     ratio_keys = [k for k in ("uring/devfuse", "uring/pyfuse3", "devfuse/pyfuse3",
-                              "uring-token/uring")
+                              "uring-token/uring", "uring/uring-base", "devfuse/devfuse-base")
                   if all(p in names for p in k.split("/"))]  # fmt: skip
     head = ["workload"] + names + [f"{n} p99 µs" for n in names if n] + ratio_keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -537,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", default="uring,devfuse,pyfuse3",
                     help="comma-separated subset of uring,devfuse,pyfuse3 and uring-token "
                          "(uring with the TrioToken hand-off instead of the eventfd)")  # fmt: skip
+    ap.add_argument("--baseline", metavar="DIR", type=Path,
+                    help="another checkout of this repository, its extension built in place "
+                         "(python trio_fuse_uring/_ring_build.py there): adds the systems "
+                         "uring-base and devfuse-base, for before/after comparisons")  # fmt: skip
     ap.add_argument("--workloads", default=",".join(k for k, _, _ in WORKLOADS))
     ap.add_argument("--fs", choices=["passthrough", "memfs"], default="passthrough",
                     help="our example to mount (memfs: development fallback, not comparable)")  # fmt: skip
@@ -593,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         file_mib=64 if quick else 256,
     )
     wanted = args.systems.split(",")
-    systems = [s for s in our_systems(args.fs, args.our_options) if s.name in wanted]
+    systems = [s for s in our_systems(args.fs, args.our_options, args.baseline) if s.name in wanted]
     pyfuse3_note = "not asked for"
     if "pyfuse3" in wanted:
         sysp, pyfuse3_note = pyfuse3_system(cache)
