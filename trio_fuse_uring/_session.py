@@ -42,6 +42,10 @@ StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 #: How long an unmount may take before the connection is aborted instead.
 UNMOUNT_TIMEOUT = 5.0
+#: How long a busy mount (an open file, a process inside) is retried before it is
+#: detached, and how often: a caller about to close its file gets a clean unmount.
+BUSY_RETRY_FOR = 1.0
+BUSY_RETRY_EVERY = 0.1
 #: FUSE_NOTIFY_INC_EPOCH arrived with protocol 7.44 (Linux 6.16).
 INC_EPOCH_MINOR = 44
 #: Inodes per prune notification (the kernel also works through them 512 at a time).
@@ -575,8 +579,8 @@ class _Session:
     async def shutdown(self) -> None:
         """Unmount and wait for the session to end.
 
-        A busy mount (open files, a process inside it) is detached lazily, and then its
-        connection is aborted at once: nobody will serve it after we leave, so its users
+        A busy mount (open files, a process inside it) is retried for
+        :data:`BUSY_RETRY_FOR` seconds, then detached lazily and its connection aborted: nobody will serve it after we leave, so its users
         get ENOTCONN now rather than hanging (or retrying interrupted calls) until the
         last of them lets go. As root that is fusectl's ``abort``; otherwise closing our
         /dev/fuse fd and rings, which the caller does right after this.
@@ -585,6 +589,11 @@ class _Session:
             return
         conn = self.handle.conn if os.geteuid() == 0 else None
         err = await trio.to_thread.run_sync(_mountlib.unmount, self.handle)
+        if err == errno.EBUSY:
+            with trio.move_on_after(BUSY_RETRY_FOR):
+                while err == errno.EBUSY:
+                    await trio.sleep(BUSY_RETRY_EVERY)
+                    err = await trio.to_thread.run_sync(_mountlib.unmount, self.handle)
         if err == errno.EINVAL:
             # Not on top of the path any more (detached from outside, or another mount
             # stacked on it) yet still serving: nobody will after we leave.
@@ -592,7 +601,11 @@ class _Session:
                 _mountlib.abort_connection(conn)
             return  # else closing our fd and rings aborts it
         if err == errno.EBUSY:
-            log.warning("%s is busy; detaching it and aborting its connection", self.mountpoint)
+            log.warning(
+                "%s is busy; detaching it and aborting its connection (still busy after "
+                "%.1f s of retries)",
+                self.mountpoint, BUSY_RETRY_FOR,
+            )  # fmt: skip
             await trio.to_thread.run_sync(lambda: _mountlib.unmount(self.handle, lazy=True))
             if conn is not None:
                 _mountlib.abort_connection(conn)
