@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import trio
-from conftest import client
+from helpers import client
 
 import trio_fuse_uring as tfu
 from trio_fuse_uring import _mountlib
