@@ -52,6 +52,14 @@ other request; metadata stays inline. ``fsync``, ``fallocate`` and ``copy_file_r
 always run in a thread: their duration is unbounded whatever the store (they wait for
 the disk or touch arbitrarily large ranges).
 
+Backing files (docs/backing-files.md): every file opened through the mount is served
+from its source file by the framework, in C -- reads and writes never reach Python --
+and, when the daemon runs with CAP_SYS_ADMIN, by the kernel itself (FUSE passthrough,
+asked for by default). ``--no-backing`` turns both off (every read and write goes
+through ``read_into``/``write``), to measure the difference or for sources where a
+read may block. Files opened with O_DIRECT stay on the handlers unless the kernel
+passes them through (see ``__init__``).
+
 Never mount inside SOURCE (the command line refuses it): the daemon would meet its own
 mount while serving SOURCE and wait for itself.
 """
@@ -279,7 +287,13 @@ class Passthrough(tfu.Operations):
     ``source`` itself (the mount then overlays the tree it serves).
     """
 
-    def __init__(self, source: str | os.PathLike[str]) -> None:
+    #: Serve opened files from their source files (docs/backing-files.md).
+    use_backing = True
+
+    def __init__(self, source: str | os.PathLike[str], *, backing: bool | None = None) -> None:
+        if backing is not None:
+            self.use_backing = backing
+        self._backing_files: tfu.BackingFiles | None = None
         self.source = os.fspath(source)
         self._root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         st = os.stat(self._root_fd)
@@ -367,6 +381,17 @@ class Passthrough(tfu.Operations):
 
     async def init(self, info: tfu.InitInfo) -> None:
         self.writeback = "WRITEBACK_CACHE" in info.capabilities
+        self._backing_files = info.backing
+
+    def _file_info(self, fd: int, flags: int) -> tfu.FileInfo:
+        """The open reply for source file ``fd``: backed by it, unless O_DIRECT writes
+        may need the buffered fallback of ``write`` (only without kernel passthrough,
+        where the kernel writes back cached pages through the handle)."""
+        backed = self.use_backing and (
+            not flags & os.O_DIRECT
+            or (self._backing_files is not None and self._backing_files.passthrough)
+        )
+        return tfu.FileInfo(fh=fd, backing_fd=fd if backed else None)
 
     async def destroy(self) -> None:
         for fh in list(self._dirs):
@@ -622,7 +647,7 @@ class Passthrough(tfu.Operations):
                 raise _error(exc) from None
         if flags & os.O_DIRECT:
             self._direct.add(fd)
-        return tfu.FileInfo(fh=fd)
+        return self._file_info(fd, flags)
 
     async def create(self, parent_inode, name, mode, flags, ctx):  # type: ignore[no-untyped-def]
         _check_name(name)
@@ -643,7 +668,7 @@ class Passthrough(tfu.Operations):
             path_fd = os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC)
             if flags & os.O_DIRECT:
                 self._direct.add(fd)
-            return tfu.FileInfo(fh=fd), self._remember(path_fd, st)
+            return self._file_info(fd, flags), self._remember(path_fd, st)
         except OSError as exc:
             os.close(fd)
             raise _error(exc) from None
@@ -930,6 +955,10 @@ class ThreadedPassthrough(Passthrough):
     the handler waits for the thread (``run_sync`` is not abandoned on cancellation).
     """
 
+    # A read of a slow store in C would block a queue thread or the /dev/fuse reader:
+    # serve data in the handlers (threads), unless asked otherwise.
+    use_backing = False
+
     async def read_into(self, fh, off, buf):  # type: ignore[no-untyped-def]
         try:
             return await trio.to_thread.run_sync(os.preadv, fh, (buf,), off)
@@ -996,6 +1025,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do reads and writes in worker threads (slow backing stores)",
     )
+    parser.add_argument(
+        "--no-backing",
+        action="store_true",
+        help="serve reads and writes in the handlers (no backing files, no kernel passthrough)",
+    )
     parser.add_argument("--debug", action="store_true", help="log every request and reply")
     parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
                         help="mount options: allow_other, ro, writeback_cache, fsname=, "
@@ -1010,6 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = tfu.Options.parse(
             args.options, fsname=source, subtype="passthrough", transport=args.transport,
             debug=args.debug, entry_timeout=args.entry_timeout, attr_timeout=args.attr_timeout,
+            passthrough=not args.no_backing,
         )  # fmt: skip
     except tfu.OptionError as exc:
         print(f"passthrough: {exc}", file=sys.stderr)
@@ -1024,7 +1059,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"passthrough: the mountpoint must not be inside {source}", file=sys.stderr)
         return 2
     os.umask(0)  # modes come from the requests, which carry the caller's umask
-    fs = (ThreadedPassthrough if args.threads else Passthrough)(source)
+    cls = ThreadedPassthrough if args.threads else Passthrough
+    fs = cls(source, backing=False) if args.no_backing else cls(source)
     try:
         stats = tfu.run(fs, args.mountpoint, options)
     except tfu.OptionError as exc:

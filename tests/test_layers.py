@@ -21,6 +21,7 @@ STACK = [
     "_ring_cffi",  # the compiled C side (built by _ring_build.py)
     "_ring_build",  # cffi build script, run by setup.py
     "_abi",  # kernel ABI: constants and struct layouts
+    "_backing",  # backing files: the C table of fh -> fd, kernel passthrough ids
     "_types",  # the public value types handlers take and return
     "_options",  # mount options: parsing and validation
     "_deadlines",  # request timeouts: the kernel's deadline and the framework's margin

@@ -10,6 +10,8 @@ Implementation modules are private (``_name``); everything public is re-exported
 import contextlib
 
 from ._abi import ROOT_ID as ROOT_INODE
+from ._backing import BackingFiles as BackingFiles
+from ._backing import BackingStats as BackingStats
 from ._mountlib import MountError as MountError
 from ._options import OptionError as OptionError
 from ._options import Options as Options
@@ -62,6 +64,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     # running a filesystem
     "Mount",
     "MountStats",
+    "BackingStats",
     "Options",
     "QueueStats",
     "RingStats",
@@ -70,6 +73,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     "serve",
     # writing one
     "ROOT_INODE",
+    "BackingFiles",
     "DirEntry",
     "EntryAttributes",
     "FileInfo",

@@ -318,3 +318,16 @@ FUSE_DEV_IOC_SYNC_INIT = (229 << 8) | 3
 
 ENABLE_URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
 POSSIBLE_CPUS_FILE = "/sys/devices/system/cpu/possible"
+
+# Kernel FUSE passthrough (Linux 6.9+): ioctls on the /dev/fuse fd.
+# struct fuse_backing_map { int32_t fd; uint32_t flags; uint64_t padding; }
+FUSE_BACKING_MAP = struct.Struct("<iIQ")
+FUSE_DEV_IOC_MAGIC = 229
+# _IOW(229, 1, struct fuse_backing_map) and _IOW(229, 2, uint32_t)
+FUSE_DEV_IOC_BACKING_OPEN = (
+    (1 << 30) | (FUSE_BACKING_MAP.size << 16) | (FUSE_DEV_IOC_MAGIC << 8) | 1
+)
+FUSE_DEV_IOC_BACKING_CLOSE = (1 << 30) | (4 << 16) | (FUSE_DEV_IOC_MAGIC << 8) | 2
+#: fuse_init_out.max_stack_depth we ask for: backing files on non-stacked filesystems.
+#: The kernel accepts 1..FILESYSTEM_MAX_STACK_DEPTH (2) and gives the mount that depth.
+PASSTHROUGH_STACK_DEPTH = 1

@@ -27,10 +27,12 @@ import logging
 import mmap
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import _backing
 from . import _protocol as P
 from ._abi import FUSE_IN_HEADER, FUSE_WRITE_IN
 from ._types import FileRange
@@ -117,8 +119,12 @@ class DevFuseTransport:
         dispatcher: Dispatcher,
         *,
         poll_us: int = 50,
+        backing: Any = None,
     ) -> None:
         self.fd = fd
+        # A tfu_backing table: READ/WRITE on its handles are answered inside the read
+        # call (tfu_devfuse_read), in C, and never come back to Python.
+        self.backing = backing if _backing.c_side() is not None else None
         self.neg = neg
         self.dispatcher = dispatcher
         self.poll_ns = poll_us * 1000
@@ -179,6 +185,30 @@ class DevFuseTransport:
     def _take_buffer(self) -> memoryview:
         return self._buffers.pop() if self._buffers else _aligned_buffer(self.bufsize)
 
+    def _backed_reader(self, buf: memoryview) -> Callable[[memoryview], int | None]:
+        """``readinto`` for ``buf[_READ_AT:]`` that answers requests on backing files
+        itself, in C, with READ replies built at ``buf[_DATA_AT:]``."""
+        c = _backing.c_side()
+        assert c is not None
+        ffi, lib = c
+        table, fuse_fd, c_read = self.backing, self.fd.fd, lib.tfu_devfuse_read
+        into = buf[_READ_AT:]
+        req = ffi.from_buffer(into)
+        size = len(into)
+        reply = ffi.from_buffer(buf[_DATA_AT:])
+        room = min(len(buf) - _DATA_AT, self.neg.payload_size)
+        eagain = -errno.EAGAIN
+
+        def readinto(_view: memoryview) -> int | None:
+            n: int = c_read(table, fuse_fd, req, size, reply, room)
+            if n >= 0:
+                return n
+            if n == eagain:
+                return None
+            raise OSError(-n, os.strerror(-n))
+
+        return readinto
+
     async def _reader(self) -> None:
         """One reader at a time: if a handler blocks, this task stays with it and starts a
         new reader (see _dispatch.py for why)."""
@@ -188,7 +218,11 @@ class DevFuseTransport:
         fd = self.fd
         # FileIO.readinto returns None on EAGAIN instead of raising: an empty poll costs
         # a syscall, not the construction of a BlockingIOError (13% of daemon CPU).
-        readinto = io.FileIO(fd.fd, "rb", closefd=False).readinto
+        readinto: Callable[[memoryview], int | None] = io.FileIO(
+            fd.fd, "rb", closefd=False
+        ).readinto
+        if self.backing is not None:
+            readinto = self._backed_reader(buf)
         start = self.dispatcher.start
         neg = self.neg
         poll_ns = self.poll_ns

@@ -96,6 +96,11 @@ class Options:
             killing the mount. A timeout the administrator imposes
             (``/proc/sys/fs/fuse/default_request_timeout``, ``max_request_timeout``) is
             honoured the same way without this option. None (default): ask for none.
+        passthrough: let the kernel read and write backing files itself (FUSE
+            passthrough, Linux 6.9+, needs CAP_SYS_ADMIN): handles opened with
+            ``FileInfo.backing_fd`` then never reach the daemon for READ, WRITE or mmap.
+            Without the privilege or kernel support the framework serves them (in C)
+            and logs why once. Not with ``writeback_cache`` (the kernel refuses both).
 
     Serving:
         transport: "auto" (io-uring when it can be had, else /dev/fuse, saying why),
@@ -137,6 +142,7 @@ class Options:
     entry_timeout: float = 1.0
     attr_timeout: float = 1.0
     request_timeout: int | None = None
+    passthrough: bool = False
 
     transport: TransportChoice = "auto"
     debug: bool = False
@@ -292,6 +298,8 @@ _BOOL_OPTIONS: dict[str, tuple[str, bool]] = {
     "writeback_cache": ("writeback_cache", True),
     "posix_acl": ("posix_acl", True),
     "handle_killpriv_v2": ("handle_killpriv_v2", True),
+    "passthrough": ("passthrough", True),
+    "no_passthrough": ("passthrough", False),
     "auto_unmount": ("auto_unmount", True),
     "debug": ("debug", True),
 }

@@ -73,6 +73,8 @@
 #define TFU_TAG_EFD UINT64_MAX           /* user_data of the eventfd read */
 #define TFU_TAG_KICK (UINT64_MAX - 1)    /* user_data of the kick statx */
 #define TFU_FUSE_GETATTR 3
+#define TFU_FUSE_READ 15
+#define TFU_FUSE_WRITE 16
 #define TFU_FUSE_ROOT_ID 1
 #define TFU_CACHELINE 64
 
@@ -142,7 +144,7 @@ static inline int spsc_nonempty(struct spsc *q)
 /* structures                                                                */
 
 struct qstats {                 /* per qid, written only by the serving thread */
-    uint64_t requests, commits, errors;
+    uint64_t requests, commits, errors, backing_reads, backing_writes;
     int32_t last_error;
 };
 
@@ -171,6 +173,8 @@ struct tfu_thread {
     uint32_t *resub;            /* entries whose last command must be resubmitted */
     uint32_t nresub;
     uint32_t *scratch;          /* commit-ring pop buffer */
+    uint32_t *backed;           /* READ/WRITEs that may be on a backing file (serve_backed) */
+    uint32_t nbacked;
     size_t pstride;             /* payload buffer stride */
     uint32_t outstanding;       /* requests handed to trio whose commit is not yet drained */
 
@@ -397,7 +401,8 @@ static int thread_setup(struct tfu_thread *t)
     t->iov = calloc((size_t)t->nent * 2, sizeof *t->iov);
     t->resub = calloc(t->nent, sizeof(uint32_t));
     t->scratch = calloc(t->nent, sizeof(uint32_t));
-    if (!t->iov || !t->resub || !t->scratch)
+    t->backed = calloc(t->nent, sizeof(uint32_t));
+    if (!t->iov || !t->resub || !t->scratch || !t->backed)
         return -ENOMEM;
     for (uint32_t i = 0; i < t->nent; i++) {
         uint32_t e = t->ents[i];
@@ -452,6 +457,16 @@ static int thread_setup(struct tfu_thread *t)
 }
 
 static int answer_kick(struct tfu_thread *t, uint32_t e);
+
+/* Could the request in entry e be served from a backing file? (READ or WRITE while
+ * the ring has backing files at all; serve_backed decides.) */
+static inline int maybe_backed(tfu_ring *r, uint32_t e)
+{
+    if (!r->tun.backing || !tfu_backing_count_hint(r->tun.backing))
+        return 0;
+    struct fuse_in_header *in = (struct fuse_in_header *)((struct fuse_uring_req_header *)r->hdr[e])->in_out;
+    return in->opcode == TFU_FUSE_READ || in->opcode == TFU_FUSE_WRITE;
+}
 static void set_out_header(tfu_ring *r, uint32_t e, int32_t error, uint32_t payload_len);
 
 /* Reap every available CQE. Returns the number of requests delivered. */
@@ -479,6 +494,10 @@ static uint32_t reap(struct tfu_thread *t)
             uint32_t e = (uint32_t)ud, q = ent_qid(r, e);
             if (res == 0 && answer_kick(t, e)) {
                 continue;
+            } else if (res == 0 && maybe_backed(r, e)) {
+                SET_STATE(r, e, ST_USER);
+                RELAXED_INC(r->qs[q].requests);
+                t->backed[t->nbacked++] = e; /* after trio got the others: serve_backed */
             } else if (res == 0) {
                 SET_STATE(r, e, ST_USER);
                 spsc_push(&t->ready, e);
@@ -546,6 +565,54 @@ static uint32_t drain_commits(struct tfu_thread *t)
         t->outstanding = t->outstanding > n ? t->outstanding - n : 0;
     }
     return total;
+}
+
+/* Serve the READ/WRITEs that reap set aside: those on a backing file here, with
+ * pread/pwrite between the file and the entry's payload, then COMMIT_AND_FETCH; the
+ * others go to trio after all. Runs after trio was given the rest of the batch, so
+ * that the file I/O here overlaps with trio's work. Returns how many it committed. */
+static uint32_t serve_backed(struct tfu_thread *t)
+{
+    tfu_ring *r = t->r;
+    uint32_t n = t->nbacked, done = 0, pushed = 0;
+    t->nbacked = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t e = t->backed[i], q = ent_qid(r, e);
+        struct fuse_uring_req_header *h = r->hdr[e];
+        struct fuse_in_header in;
+        memcpy(&in, h->in_out, sizeof in);
+        int is_read = in.opcode == TFU_FUSE_READ;
+        uint32_t room = is_read ? r->p.payload_size : h->ring_ent_in_out.payload_sz;
+        int32_t error = 0;
+        uint32_t got = 0;
+        if (room > r->p.payload_size ||
+            !tfu_backing_serve(r->tun.backing, in.opcode, h->op_in, r->pay[e], room, &error,
+                               &got)) {
+            spsc_push(&t->ready, e);
+            t->outstanding++;
+            pushed++;
+            continue;
+        }
+        if (is_read || error) {
+            set_out_header(r, e, error, got);
+        } else {
+            uint32_t wout[2] = {got, 0}; /* fuse_write_out */
+            memcpy(r->pay[e], wout, sizeof wout);
+            set_out_header(r, e, 0, sizeof wout);
+        }
+        prep_cmd(t, local_index(t, e), e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+        RELAXED_INC(r->qs[q].commits);
+        if (is_read)
+            RELAXED_INC(r->qs[q].backing_reads);
+        else
+            RELAXED_INC(r->qs[q].backing_writes);
+        done++;
+    }
+    if (pushed) {
+        RELAXED_INC(t->batches);
+        notify_trio(r, t);
+    }
+    return done + pushed;
 }
 
 /* Entries registered late do not pick up the requests the kernel already queued for
@@ -719,6 +786,8 @@ static void queue_loop(struct tfu_thread *t)
         uint32_t pushed = reap(t);
         if (pushed)
             notify_trio(r, t);
+        if (t->nbacked)
+            did += serve_backed(t);
         if (atomic_load(&r->stop) && can_exit(t))
             return;
         if (did || pushed || t->nresub || io_uring_sq_ready(&t->ring))
@@ -811,6 +880,8 @@ static void *thread_main(void *arg)
         /* REGISTER errors are completed inline: reap them now so that
          * tfu_ring_error() is already set when tfu_ring_start() returns. */
         uint32_t pushed = reap(t);
+        if (t->nbacked) /* none yet: no handle can have a backing before INIT */
+            serve_backed(t);
         pthread_mutex_lock(&r->mu);
         t->submit_err = s < 0 ? s : 0;
         t->state = TS_SUBMITTED;
@@ -910,6 +981,7 @@ static void free_ring(tfu_ring *r)
         free(t->iov);
         free(t->resub);
         free(t->scratch);
+        free(t->backed);
         free(t->ready.slots);
         free(t->commits.slots);
     }
@@ -1408,6 +1480,8 @@ int tfu_ring_stats(tfu_ring *r, uint32_t qid, struct tfu_queue_stats *out)
     out->kicks = (uint32_t)RELAXED_LOAD(t->kicks);
     out->fills = RELAXED_LOAD(t->fills);
     out->fills_here = RELAXED_LOAD(t->fills_here);
+    out->backing_reads = RELAXED_LOAD(r->qs[qid].backing_reads);
+    out->backing_writes = RELAXED_LOAD(r->qs[qid].backing_writes);
     return 0;
 }
 

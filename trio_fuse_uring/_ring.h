@@ -30,11 +30,12 @@
 #define TFU_RING_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Bump whenever the C API or the struct layouts below change: Python compares
  * tfu_ring_abi_version() with the string parsed from this header to detect a
  * stale compiled module. */
-#define TFU_RING_ABI_VERSION "tfu-ring-5"
+#define TFU_RING_ABI_VERSION "tfu-ring-6"
 
 /* TFU_CDEF_BEGIN */
 
@@ -88,6 +89,7 @@ enum fuse_uring_cmd {
 /* ---- tfu_ring API ---- */
 
 typedef struct tfu_ring tfu_ring;
+typedef struct tfu_backing tfu_backing;   /* _backing.c: file handle -> backing fd */
 
 struct tfu_ring_params {
     int fuse_fd;            /* /dev/fuse fd, INIT already answered with FUSE_OVER_IO_URING */
@@ -115,6 +117,8 @@ struct tfu_ring_tuning {
                                     (the measured alternative: a callback into Python that
                                     uses trio's run_sync_soon, see _ring.py) */
     void *wake_ctx;
+    tfu_backing *backing;        /* NULL = none; else READ/WRITE on its handles are served
+                                    by the queue threads (must outlive the ring) */
 };
 
 struct tfu_queue_stats {
@@ -132,6 +136,8 @@ struct tfu_queue_stats {
     uint32_t padding;
     uint64_t fills;         /* replies read from a file by the serving thread */
     uint64_t fills_here;    /* ... and by the caller of tfu_ring_commit_from_fd */
+    uint64_t backing_reads;  /* READs served from a backing file by the serving thread */
+    uint64_t backing_writes; /* WRITEs ... */
 };
 
 struct tfu_ring_status {
@@ -176,7 +182,23 @@ int tfu_ring_error(tfu_ring *r);
 int tfu_ring_stats(tfu_ring *r, uint32_t qid, struct tfu_queue_stats *out);
 int tfu_ring_status(tfu_ring *r, struct tfu_ring_status *out);
 
+/* ---- backing files (_backing.c) ---- */
+
+int tfu_backing_create(tfu_backing **out);
+void tfu_backing_destroy(tfu_backing *b);
+int tfu_backing_attach(tfu_backing *b, uint64_t fh, int fd);
+int tfu_backing_detach(tfu_backing *b, uint64_t fh);
+uint32_t tfu_backing_count(tfu_backing *b);
+int tfu_backing_serve(tfu_backing *b, uint32_t opcode, const void *op, void *data,
+                      uint32_t room, int32_t *error, uint32_t *n);
+ssize_t tfu_devfuse_read(tfu_backing *b, int fuse_fd, void *buf, size_t len, void *rbuf,
+                         uint32_t rlen);
+void tfu_backing_devfuse_stats(tfu_backing *b, uint64_t *reads, uint64_t *writes);
+
 /* TFU_CDEF_END */
+
+/* For _ring.c: does the table have any entry? (a lock-free peek) */
+uint32_t tfu_backing_count_hint(tfu_backing *b);
 
 /* Layout checks against the ABI (sizes/offsets verified on Linux 6.18). */
 #include <stddef.h>

@@ -160,6 +160,7 @@ class RingTransport:
         self._stats_at_close: RingStats | None = None
         self.requests = 0
         self.batches = 0
+        self.destroyed = False  # the threads exited and the buffers are freed
 
     def __repr__(self) -> str:
         return (
@@ -168,9 +169,18 @@ class RingTransport:
 
     @classmethod
     def create(
-        cls, fd: FdHolder, neg: P.Negotiated, dispatcher: Dispatcher, options: Options
+        cls,
+        fd: FdHolder,
+        neg: P.Negotiated,
+        dispatcher: Dispatcher,
+        options: Options,
+        *,
+        backing: Any = None,
     ) -> RingTransport:
         """Allocate the queues and start their threads (nothing is registered yet).
+
+        ``backing`` (a ``tfu_backing *``, which must outlive the ring) lets the queue
+        threads answer READ and WRITE on its handles themselves.
 
         Raises:
             OSError: the rings or threads could not be set up (nothing is left behind).
@@ -190,6 +200,8 @@ class RingTransport:
         )
         tuning = ffi.new("struct tfu_ring_tuning *")
         lib.tfu_ring_default_tuning(tuning)
+        if backing is not None:
+            tuning.backing = backing
         waker = None
         handoff = os.environ.get(HANDOFF_ENV, "eventfd")
         if handoff == "token":
@@ -380,6 +392,7 @@ class RingTransport:
                     "errors": s.errors, "sleeps": s.sleeps, "wakeups_sent": s.wakeups_sent,
                     "entries": s.registered, "kicks": s.kicks,
                     "file_reads": {"queue_thread": s.fills, "trio": s.fills_here},
+                    "backing": {"reads": s.backing_reads, "writes": s.backing_writes},
                 }
             )  # fmt: skip
         return {
@@ -418,3 +431,4 @@ class RingTransport:
         self._payloads.clear()
         lib.tfu_ring_destroy(r)
         self._r = ffi.NULL
+        self.destroyed = True

@@ -24,7 +24,8 @@ import trio
 
 from . import _deadlines, _mountlib
 from . import _protocol as P
-from ._abi import InitFlag
+from ._abi import PASSTHROUGH_STACK_DEPTH, InitFlag
+from ._backing import BackingFiles
 from ._devfuse import ConnectionGone, DevFuseTransport, FdHolder, read_one, write_message
 from ._dispatch import Dispatcher, capabilities, check_handlers
 from ._options import Options
@@ -120,6 +121,33 @@ def init_flags_for(ops: Operations, options: Options, uring: bool) -> int:
     return want
 
 
+_CAP_SYS_ADMIN = 21
+
+
+def _has_cap_sys_admin() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def passthrough_unavailable(kernel_flags: int, options: Options, privileged: bool) -> str | None:
+    """Why kernel passthrough cannot be asked for at INIT (None: it can)."""
+    if not options.passthrough:
+        return "not asked for (Options.passthrough)"
+    if not kernel_flags & InitFlag.PASSTHROUGH:
+        return "the kernel does not offer FUSE passthrough (Linux 6.9+, CONFIG_FUSE_PASSTHROUGH)"
+    if options.writeback_cache:
+        return "writeback_cache is on, and the kernel does not combine it with passthrough"
+    if not privileged:
+        return "kernel passthrough needs CAP_SYS_ADMIN, which this process does not have"
+    return None
+
+
 def _max_pages_limit() -> int:
     try:
         with open("/proc/sys/fs/fuse/max_pages_limit") as f:
@@ -168,6 +196,11 @@ class Mount:
     @property
     def transport_reason(self) -> str:
         return self._s.transport.reason
+
+    @property
+    def backing(self) -> BackingFiles:
+        """The backing files of this mount's open files (attach, replace, detach)."""
+        return self._s.backing
 
     @property
     def options(self) -> Options:
@@ -302,11 +335,13 @@ class _Session:
         self.handle = handle
         self.mountpoint = handle.mountpoint
         self.fd = FdHolder(handle.fd)
+        self.backing = BackingFiles()
         self.dispatcher = Dispatcher(
             ops,
             entry_timeout=options.entry_timeout,
             attr_timeout=options.attr_timeout,
             debug=options.debug,
+            backing=self.backing,
         )
         self.notifier = _Notifier(self.fd)
         self.transport = _Choice("devfuse", "")
@@ -356,6 +391,9 @@ class _Session:
                     # while it is still mounted), tear the rings down at once.
                     alive = self.devfuse is None or not self.devfuse.gone.is_set()
                     await self.ring.aclose(force=alive)
+            if self.ring is None or self.ring.destroyed:
+                # Not while a queue thread that did not exit may still use the table.
+                self.backing.close()
             self.finished.set()
 
     async def _begin_sync_mount(self, nursery: trio.Nursery) -> None:
@@ -432,12 +470,22 @@ class _Session:
             time_gran=opts.time_gran, max_pages_limit=_max_pages_limit(),
             request_timeout=opts.request_timeout or 0,
         )  # fmt: skip
+        no_passthrough = passthrough_unavailable(req.flags, opts, _has_cap_sys_admin())
+        if no_passthrough is None:
+            cfg.want |= InitFlag.PASSTHROUGH
+            cfg.max_stack_depth = PASSTHROUGH_STACK_DEPTH
         self.neg = P.negotiate_init(req, cfg)
         self.transport = self._open_ring() if try_ring else _Choice("devfuse", reason)
         if self.ring is None:
             self.neg.flags &= ~InitFlag.OVER_IO_URING
         self.dispatcher.writeback_cache = bool(self.neg.flags & InitFlag.WRITEBACK_CACHE)
         self._apply_request_timeout(req.flags)
+        if self.neg.flags & InitFlag.PASSTHROUGH:
+            self.backing.set_passthrough(self.fd.fd, None)
+        else:
+            self.backing.set_passthrough(self.fd.fd, no_passthrough)
+            if opts.passthrough:
+                log.warning("%s; backing files are served by the framework", no_passthrough)
         info = InitInfo(
             major=req.major, minor=req.minor, max_readahead=req.max_readahead,
             kernel_flags=req.flags, transport=self.transport.name,
@@ -447,12 +495,14 @@ class _Session:
                 # Synchronous INIT: not mounted yet; these are the flags mount(2) gets.
                 else _mountlib.flags_asked(opts)
             ),
+            backing=self.backing,
         )  # fmt: skip
         await self.ops.init(info)
         self.initialized = True
         self.devfuse = DevFuseTransport(
-            self.fd, self.neg, self.dispatcher, poll_us=0 if self.ring else opts.poll_us
-        )
+            self.fd, self.neg, self.dispatcher, poll_us=0 if self.ring else opts.poll_us,
+            backing=self.backing.table,
+        )  # fmt: skip
         body = P.encode_init(self.neg, cfg)
         err = write_message(self.fd, P.reply_header(req.unique, 0, len(body)), body)
         if err:
@@ -505,7 +555,9 @@ class _Session:
         from ._ring import RingTransport
 
         try:
-            self.ring = RingTransport.create(self.fd, self.neg, self.dispatcher, self.options)
+            self.ring = RingTransport.create(
+                self.fd, self.neg, self.dispatcher, self.options, backing=self.backing.table
+            )
         except OSError as exc:
             if self.options.transport == "uring":
                 raise UringUnavailable(f"cannot set up the io-uring: {exc}") from exc
@@ -567,6 +619,7 @@ class _Session:
             "blocked_handlers": d.blocked,
             "timed_out": d.timed_out,
             "notifications": self.notifier.sent,
+            "backing": self.backing.stats(),
         }
         if self.devfuse is not None:
             out["devfuse_wakeups"] = self.devfuse.wakeups

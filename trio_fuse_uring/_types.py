@@ -11,7 +11,10 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from ._backing import BackingFiles, BackingStats
 
 
 class FUSEError(Exception):
@@ -146,6 +149,13 @@ class FileInfo:
     ``direct_io`` bypasses the page cache (reads and writes of any size go straight to the
     handler); ``keep_cache`` keeps cached data from earlier opens; ``nonseekable`` makes
     lseek fail with ESPIPE. ``cache_dir`` lets the kernel cache a directory's entries.
+
+    ``backing_fd`` (``open``/``create`` only) names a file that holds this open file's
+    data: READ and WRITE on the handle are then answered from it by the framework, in C,
+    without calling ``read``/``write`` (docs/backing-files.md); with kernel passthrough
+    (``Options(passthrough=True)``) by the kernel itself. The framework keeps its own
+    duplicate of the fd until ``release``, so the handler may close its fd at once.
+    ``fh`` must then identify this open file alone.
     """
 
     fh: int = 0
@@ -155,6 +165,7 @@ class FileInfo:
     cache_dir: bool = False
     parallel_direct_writes: bool = False
     noflush: bool = False
+    backing_fd: int | None = None
 
 
 @dataclass(slots=True)
@@ -226,6 +237,8 @@ class InitInfo:
     transport: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
     mount_flags: frozenset[str] = field(default_factory=frozenset)
+    #: The mount's backing files: attach, replace or detach them from any handler.
+    backing: BackingFiles | None = None
 
 
 class QueueStats(TypedDict):
@@ -245,6 +258,8 @@ class QueueStats(TypedDict):
     kicks: int
     #: ``FileRange`` replies copied by the queue thread and by the trio thread.
     file_reads: dict[Literal["queue_thread", "trio"], int]
+    #: READs and WRITEs the queue thread answered from backing files itself.
+    backing: dict[Literal["reads", "writes"], int]
 
 
 class RingStats(TypedDict):
@@ -279,3 +294,4 @@ class MountStats(TypedDict):
     notifications: int
     devfuse_wakeups: NotRequired[int]
     ring: NotRequired[RingStats]
+    backing: BackingStats

@@ -108,9 +108,10 @@ def encode_statx(a: EntryAttributes, attr_timeout: float = 1.0) -> bytes:
     )  # fmt: skip
 
 
-def encode_open(fh: int, open_flags: int) -> bytes:
-    """``fuse_open_out`` for OPEN/OPENDIR (and CREATE's second half)."""
-    return _abi.FUSE_OPEN_OUT.pack(fh, open_flags, 0)
+def encode_open(fh: int, open_flags: int, backing_id: int = 0) -> bytes:
+    """``fuse_open_out`` for OPEN/OPENDIR (and CREATE's second half); ``backing_id``
+    (with FOPEN_PASSTHROUGH) names a file registered with FUSE_DEV_IOC_BACKING_OPEN."""
+    return _abi.FUSE_OPEN_OUT.pack(fh, open_flags, backing_id)
 
 
 def encode_write(size: int) -> bytes:
@@ -165,6 +166,8 @@ class InitConfig:
     #: Seconds within which the kernel must see every reply (0: none); sent only if
     #: ``want`` has REQUEST_TIMEOUT and the kernel offers it.
     request_timeout: int = 0
+    #: With PASSTHROUGH: how deep the backing files' filesystems may be stacked.
+    max_stack_depth: int = 0
 
 
 def negotiate_init(req: Init, cfg: InitConfig) -> Negotiated:
@@ -197,7 +200,8 @@ def encode_init(neg: Negotiated, cfg: InitConfig) -> bytes:
     return _abi.FUSE_INIT_OUT.pack(
         _abi.KERNEL_VERSION, _abi.KERNEL_MINOR_VERSION, neg.max_readahead,
         flags & 0xFFFFFFFF, cfg.max_background, cfg.congestion_threshold, neg.max_write,
-        cfg.time_gran, neg.max_pages, 0, flags >> 32, 0, request_timeout,
+        cfg.time_gran, neg.max_pages, 0, flags >> 32,
+        cfg.max_stack_depth if flags & InitFlag.PASSTHROUGH else 0, request_timeout,
     )  # fmt: skip
 
 
