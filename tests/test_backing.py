@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import MountOps, client, open_fds
+from helpers import MountOps, client, open_fds
 
 import trio_fuse_uring as tfu
 
