@@ -270,6 +270,16 @@ class Mount:
         """Wake ``poll()`` waiters for the kernel handle ``kh`` given to ``Operations.poll``."""
         self._s.notifier.send(P.notify_poll_wakeup(kh))
 
+    async def notifications_sent(self) -> None:
+        """Wait until the kernel has taken every notification queued so far.
+
+        Notifications are sent in the background, so a handler that invalidates a
+        cache and then replies may be answered first. Await this before returning to
+        make the caller see the invalidation once its call returns. Returns at once if
+        the mount stopped serving.
+        """
+        await self._s.notifier.drained()
+
     async def retrieve(self, inode: int, offset: int, size: int) -> bytes:
         """Fetch what the kernel has cached of ``inode`` in [offset, offset+size).
 
@@ -293,6 +303,8 @@ class _Notifier:
         self._send, self._recv = trio.open_memory_channel[tuple[bytes, Any]](math.inf)
         self.queued = 0
         self.sent = 0  # written (or refused) by the kernel
+        self._progress = trio.Event()  # set (and replaced) whenever ``sent`` grows
+        self._closed = False
 
     def send(self, msg: bytes, on_error: Any = None) -> None:
         try:
@@ -308,14 +320,24 @@ class _Notifier:
                     break
                 err = await trio.to_thread.run_sync(write_message, self.fd, msg)
                 self.sent += 1
+                self._progress.set()
+                self._progress = trio.Event()
                 if err:
                     if on_error is not None:
                         on_error(err)
                     elif err != errno.ENOENT:
                         log.warning("notification failed: %s", os.strerror(err))
 
+    async def drained(self) -> None:
+        """Wait until every message queued so far was written (or serving ended)."""
+        target = self.queued
+        while self.sent < target and not self._closed and not self.fd.closed:
+            await self._progress.wait()
+
     def close(self) -> None:
         self._send.close()
+        self._closed = True
+        self._progress.set()
 
 
 class _Session:

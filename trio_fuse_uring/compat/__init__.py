@@ -1,0 +1,4 @@
+"""Compatibility layers: run programs written for other FUSE libraries unchanged.
+
+``trio_fuse_uring.compat.pyfuse3`` is pyfuse3's API served by trio-fuse-uring.
+"""
