@@ -36,7 +36,11 @@ def sdist_dir(cache: Path = CACHE) -> tuple[Path | None, str]:
         with tarfile.open(sdists[0]) as tf:
             for member in tf.getmembers():  # (no extraction filters before 3.11.4)
                 name = Path(member.name)
-                if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
+                if (
+                    name.is_absolute()
+                    or ".." in name.parts
+                    or not (member.isfile() or member.isdir())
+                ):
                     return None, f"the pyfuse3 sdist has an unsafe member {member.name!r}"
             tf.extractall(tmp)
         Path(tmp, f"pyfuse3-{VERSION}").rename(root)

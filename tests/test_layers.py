@@ -35,7 +35,10 @@ STACK = [
     "_ring",  # transport: FUSE-over-io-uring
     "_session",  # INIT, the transport decision, mount() / run() / serve()
     "_doctor",  # python -m trio_fuse_uring doctor: what this machine allows
+    "_asyncio_bridge",  # trio as a guest of asyncio; asyncio handlers as tasks
     "",  # the public API
+    "asyncio",  # public: mount() inside asyncio programs
+    "compat",  # public: other libraries' APIs (pyfuse3) on top of the public API
     "__main__",  # the command line
 ]
 
@@ -135,7 +138,7 @@ def test_the_architecture_page_draws_this_stack() -> None:
     section = page.split("## How the modules import each other", 1)[1]
     drawing = section.split("```", 2)[1]
     drawn = [line.split()[0] for line in drawing.strip().splitlines()]
-    names = {"": "__init__.py", "_protocol": "_protocol/", "ops": "ops/"}
+    names = {"": "__init__.py", "_protocol": "_protocol/", "ops": "ops/", "compat": "compat/"}
     expected = [names.get(u, u + ".py") for u in reversed(STACK) if u != "_ring_cffi"]
     assert drawn == expected, "docs/architecture.md's module stack differs from STACK"
 

@@ -12,6 +12,7 @@ the asyncio task, so the handler sees :class:`asyncio.CancelledError` where it a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
@@ -36,10 +37,8 @@ async def await_in_asyncio(loop: asyncio.AbstractEventLoop, aw: Awaitable[T]) ->
     done = trio.Event()
 
     def wake(_: object) -> None:
-        try:
+        with contextlib.suppress(trio.RunFinishedError):  # trio ended first
             token.run_sync_soon(done.set)
-        except trio.RunFinishedError:  # pragma: no cover - trio ended first
-            pass
 
     task.add_done_callback(wake)
     try:

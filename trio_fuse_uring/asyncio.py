@@ -30,6 +30,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -83,7 +84,8 @@ async def mount(
 
     guest = asyncio.ensure_future(run_trio_guest(serve_in_trio))
     try:
-        await asyncio.wait({guest, ready}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {guest, ready}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             guest.result()  # the mount failed: this raises why
             raise RuntimeError("serving ended before the filesystem was mounted")

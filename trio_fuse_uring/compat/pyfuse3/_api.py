@@ -66,7 +66,7 @@ def init(ops: Operations, mountpoint: str, options: Iterable[str] = default_opti
     if _state.adapter is not None:
         raise RuntimeError("init() was already called; call close() first")
     transport = os.environ.get(TRANSPORT_ENV, "auto") or "auto"
-    opts, _ = _tfu.Options.parse(
+    opts = _tfu.Options.parse(
         sorted(options),
         fsname="pyfuse3",
         default_permissions=False,
@@ -193,7 +193,9 @@ def notify_store(inode: InodeT, offset: int, data: bytes) -> None:
     _adapter().notified = True
 
 
-def readdir_reply(token: ReaddirToken, name: FileNameT, attr: EntryAttributes, next_id: int) -> bool:
+def readdir_reply(
+    token: ReaddirToken, name: FileNameT, attr: EntryAttributes, next_id: int
+) -> bool:
     """Report one directory entry from ``readdir``. Returns False once the reply is full:
     then stop, and count no lookup for this entry."""
     if token.full or len(token.entries) >= _READDIR_BATCH:
@@ -207,6 +209,8 @@ class PollHandle:
     """Given to ``Operations.poll``: :meth:`notify` wakes the pollers of that file."""
 
     __slots__ = ("_adapter", "_kh")
+    _adapter: Pyfuse3Adapter
+    _kh: int
 
     def __init__(self) -> None:
         raise TypeError("PollHandle cannot be instantiated directly")

@@ -102,7 +102,9 @@ class RequestContext:
         raise PicklingError("RequestContext instances can't be pickled")
 
     def __repr__(self) -> str:
-        return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid}, umask={self.umask:#o})"
+        return (
+            f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid}, umask={self.umask:#o})"
+        )
 
 
 class SetattrFields:
