@@ -52,13 +52,23 @@ def _env(transport: str) -> dict[str, str]:
 
 
 def test_pyfuse3_test_suite_passes(sdist: Path, transport: str) -> None:
+    # pyfuse3's tst_rename compares whole-second ctimes before and after a rename, which
+    # sets the ctime: on a loaded machine the rename may cross a second boundary, and the
+    # test fails on native pyfuse3 too. So a failing run is repeated once; both outputs
+    # are shown if the repeat fails as well.
     deselect = [a for name in SKIPPED_PYFUSE3_TESTS for a in ("--deselect", name)]
-    cp = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *deselect],
-        cwd=sdist / "test", env=_env(transport), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    tail = "\n".join(cp.stdout.splitlines()[-40:])
-    assert cp.returncode == 0, f"{tail}\n{cp.stderr[-3000:]}"
+    tails = []
+    for _ in range(2):
+        cp = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *deselect],
+            cwd=sdist / "test", env=_env(transport), capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        tail = "\n".join(cp.stdout.splitlines()[-40:])
+        if cp.returncode == 0:
+            break
+        tails.append(f"{tail}\n{cp.stderr[-3000:]}")
+    assert cp.returncode == 0, "\n\n".join(tails)
     assert " passed" in tail and "skipped" not in tail, tail
 
 
