@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import IN_CI, client
+from helpers import IN_CI, client
 from pyfuse3_sdist import sdist_dir
 
 import trio_fuse_uring.compat.pyfuse3 as pyfuse3
