@@ -245,8 +245,11 @@ class Mount:
         """Drop every cached lookup at once (``FUSE_NOTIFY_INC_EPOCH``, Linux 6.16+).
 
         The kernel starts a new epoch; each name it cached before is looked up again on
-        its next use. Open files and the cached data stay. On an older kernel (protocol
-        before 7.44) this raises ``FUSEError(ENOSYS)``.
+        its next use. Open files and the cached data stay.
+
+        Raises:
+            FUSEError: ``ENOSYS`` on a kernel older than protocol 7.44 (Linux 6.16), which
+                lacks the notification; ``ENOTCONN`` once the mount has ended.
         """
         if self._s.neg.minor < INC_EPOCH_MINOR:
             raise FUSEError(errno.ENOSYS)
@@ -260,6 +263,9 @@ class Mount:
         (a process's working directory, an open path lookup) stay. Needs the kernel's
         prune notification (Linux 6.18+); where the
         kernel lacks it, a warning is logged once and nothing else happens.
+
+        Raises:
+            FUSEError: ``ENOTCONN`` once the mount has ended.
         """
         ids = [int(i) for i in inodes]
         for start in range(0, len(ids), PRUNE_BATCH):
@@ -703,7 +709,8 @@ async def mount(
     usable from other threads and processes). On exit, normal or by exception or
     cancellation, the filesystem is unmounted and every task, thread and fd it used is
     released. If someone else unmounts it first, serving stops and the body may notice
-    with :meth:`Mount.wait_unmounted`.
+    with :meth:`Mount.wait_unmounted`. As root on Linux 6.18+ the mount becomes visible
+    only once INIT is answered (:attr:`Mount.synchronous_init`).
 
     Raises:
         MountError: the mount failed (the message says why and what to do).
