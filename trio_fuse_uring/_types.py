@@ -65,6 +65,11 @@ class EntryAttributes:
     mapping; ``attr_timeout`` how long it may cache the attributes. 0 sends every access
     to the filesystem. ``None`` (the default) uses the mount's
     ``Options.entry_timeout`` / ``Options.attr_timeout``.
+
+    ``nodeid``, when not 0, is the number the kernel names the inode by in later
+    requests, while ``st_ino`` is only what ``stat`` shows: for layers that keep their
+    own node numbers but report the filesystem's inode numbers (the path layer's
+    ``use_ino``). 0 (the default): ``st_ino`` is both.
     """
 
     st_ino: int = 0
@@ -84,6 +89,7 @@ class EntryAttributes:
     st_ctime_ns: int = 0
     #: Creation time, for ``statx`` (STATX_BTIME); None: the filesystem does not keep it.
     st_birthtime_ns: int | None = None
+    nodeid: int = 0
 
     def __post_init__(self) -> None:
         if not stat.S_IFMT(self.st_mode):

@@ -73,7 +73,9 @@ def encode_entry(
     """
     ev, evn = _split_timeout(entry_timeout if a.entry_timeout is None else a.entry_timeout)
     av, avn = _split_timeout(attr_timeout if a.attr_timeout is None else a.attr_timeout)
-    return _abi.FUSE_ENTRY_OUT.pack(a.st_ino, a.generation, ev, av, evn, avn, *_attr_tuple(a))
+    return _abi.FUSE_ENTRY_OUT.pack(
+        a.nodeid or a.st_ino, a.generation, ev, av, evn, avn, *_attr_tuple(a)
+    )
 
 
 def encode_negative_entry(timeout: float) -> bytes:
