@@ -16,3 +16,15 @@ from ._operations import DirItem as DirItem
 from ._operations import Operations as Operations
 
 __all__ = ["DirItem", "Operations", "PathMount", "mount", "request_context", "run", "serve"]
+
+
+def _fixup_module_metadata() -> None:
+    # Reprs and tracebacks say trio_fuse_uring.paths.Operations, not ..._operations.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("trio_fuse_uring.paths."):
+            obj.__module__ = "trio_fuse_uring.paths"
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -128,7 +128,8 @@ class PathAdapter(InodeOperations):
                 f"paths.Operations.getattr must return EntryAttributes, not {type(a).__name__}"
             )
         if self.ops.use_ino:
-            return _with_ids(a, a.st_ino or node.id, node.id)
+            node.ino = a.st_ino or node.id
+            return _with_ids(a, node.ino, node.id)
         return _with_ids(a, node.id, 0)
 
     async def _getattr(self, path: str | None, fh: int | None, node: Node) -> EntryAttributes:
@@ -575,7 +576,7 @@ class PathAdapter(InodeOperations):
             if use_ino and attr is not None and attr.st_ino:
                 ino = attr.st_ino
             elif readdir_ino and known is not None:
-                ino = known.id
+                ino = known.ino
             else:
                 ino = _UNKNOWN_INO
             made: list[Node] = []

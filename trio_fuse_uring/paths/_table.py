@@ -18,7 +18,7 @@ HIDDEN_PREFIX = ".fuse_hidden"
 class Node:
     """One name the kernel knows: a child ``name`` of ``parent`` (None once detached)."""
 
-    __slots__ = ("hidden", "id", "name", "nlookup", "nopen", "parent")
+    __slots__ = ("hidden", "id", "ino", "name", "nlookup", "nopen", "parent")
 
     def __init__(self, node_id: int, parent: Node | None, name: str) -> None:
         self.id = node_id
@@ -27,6 +27,7 @@ class Node:
         self.nlookup = 0
         self.nopen = 0
         self.hidden = False  # renamed to a .fuse_hidden name while open, after an unlink
+        self.ino = node_id  # what stat last showed (the filesystem's own with use_ino)
 
     def __repr__(self) -> str:
         return f"Node({self.id}, {self.name!r}, nlookup={self.nlookup}, nopen={self.nopen})"

@@ -95,6 +95,7 @@ class FusepyBridge(paths.Operations):
         self._limiter = trio.CapacityLimiter(threads)
         self._on_critical = on_critical
         self._fis: dict[int, fuse_file_info] = {}
+        self.running = 0  # handlers in worker threads now
         self._next_fi = 1
         own_call = type(operations).__dict__.get("__call__") or next(
             (k.__dict__["__call__"] for k in type(operations).__mro__ if "__call__" in k.__dict__),
@@ -165,9 +166,13 @@ class FusepyBridge(paths.Operations):
         return ret
 
     async def _call(self, name: str, *args: Any) -> Any:
-        return await trio.to_thread.run_sync(
-            partial(self._sync, name, None, *args), limiter=self._limiter
-        )
+        self.running += 1
+        try:
+            return await trio.to_thread.run_sync(
+                partial(self._sync, name, None, *args), limiter=self._limiter
+            )
+        finally:
+            self.running -= 1
 
     async def _call_int(self, name: str, *args: Any) -> int:
         """A handler whose int result is 0 or positive on success, -errno on failure."""

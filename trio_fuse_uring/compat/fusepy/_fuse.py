@@ -69,7 +69,8 @@ def _option_text(kwargs: dict[str, Any]) -> str:
             if value:
                 parts.append(key)
         else:
-            parts.append(f"{key}={value}")
+            # An escaped comma stays in the value, which validation then refuses.
+            parts.append(f"{key}={str(value).replace(',', chr(92) + ',')}")
     return ",".join(parts)
 
 
@@ -130,6 +131,7 @@ class FUSE:
         config.entry_timeout, config.attr_timeout = options.entry_timeout, options.attr_timeout
         for key in sorted(set(own) & _IGNORED):
             log.info("mount option %r has no effect here; ignored", key)
+        options.validate()
         threads = 1 if nothreads else int(own.get("max_threads") or 10)
         if threads < 1:
             raise ValueError("max_threads must be at least 1")
@@ -142,7 +144,13 @@ class FUSE:
         )  # fmt: skip
         mountpoint = os.path.abspath(mountpoint)
         ready_fd = None if foreground else _daemonize()
-        trio.run(self._serve, mountpoint, options, ready_fd)
+        try:
+            trio.run(self._serve, mountpoint, options, ready_fd)
+        except BaseExceptionGroup as group:
+            leaf = _single_leaf(group)  # our nurseries are not the caller's business
+            if leaf is None:
+                raise
+            raise leaf from None
         del self.operations
         if self._critical is not None:
             raise self._critical
@@ -155,13 +163,25 @@ class FUSE:
             self.exit()
 
     def exit(self) -> None:
-        """Stop serving and unmount (call in the serving trio thread; see fuse_exit)."""
+        """Stop serving and unmount once the handlers running now have answered (call
+        in the serving trio thread; handlers call :func:`fuse_exit`)."""
+        self._exit_asked.set()
+
+    async def _exit_when_asked(self) -> None:
+        await self._exit_asked.wait()
+        # The handler that asked (and any other running one) answers first, as with
+        # libfuse, whose loop ends only after the current requests.
+        with trio.move_on_after(5):
+            while self._bridge.running:
+                await trio.sleep(0.005)
         self._scope.cancel()
 
     async def _serve(self, mountpoint: str, options: Options, ready_fd: int | None) -> None:
         current_fuse.set(self)
+        self._exit_asked = trio.Event()
         with self._scope:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._exit_when_asked)
                 if threading.current_thread() is threading.main_thread():
                     nursery.start_soon(self._stop_on_signals)
                 async with paths.mount(self._bridge, mountpoint, options) as m:
@@ -176,6 +196,15 @@ class FUSE:
             async for signum in signals:
                 log.info("got %s; unmounting", signal.Signals(signum).name)
                 self._scope.cancel()
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _daemonize() -> int:
