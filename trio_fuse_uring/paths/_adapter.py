@@ -66,7 +66,7 @@ def _with_ids(a: EntryAttributes, st_ino: int, nodeid: int) -> EntryAttributes:
     return EntryAttributes(
         st_ino, a.generation, a.entry_timeout, a.attr_timeout, a.st_mode, a.st_nlink,
         a.st_uid, a.st_gid, a.st_rdev, a.st_size, a.st_blksize, a.st_blocks,
-        a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns, nodeid,
+        a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns, a.st_birthtime_ns, nodeid,
     )  # fmt: skip
 
 

@@ -117,7 +117,7 @@ class FUSE:
         nothreads = bool(kwargs.pop("nothreads", False))
         kwargs.setdefault("fsname", type(operations).__name__)
         kwargs.setdefault("transport", os.environ.get(TRANSPORT_ENV, "auto"))
-        options, own = Options.parse(
+        options, own = Options.parse_with_own(
             _option_text(kwargs), own=_OWN, default_permissions=False, debug=debug
         )
         config = fuse_config()
