@@ -38,7 +38,8 @@ STACK = [
     "_asyncio_bridge",  # trio as a guest of asyncio; asyncio handlers as tasks
     "",  # the public API
     "asyncio",  # public: mount() inside asyncio programs
-    "compat",  # public: other libraries' APIs (pyfuse3) on top of the public API
+    "paths",  # public: the path API, a high-level layer on the public inode API
+    "compat",  # public: other libraries' APIs (pyfuse3; fusepy/mfusepy on paths)
     "__main__",  # the command line
 ]
 
@@ -138,7 +139,10 @@ def test_the_architecture_page_draws_this_stack() -> None:
     section = page.split("## How the modules import each other", 1)[1]
     drawing = section.split("```", 2)[1]
     drawn = [line.split()[0] for line in drawing.strip().splitlines()]
-    names = {"": "__init__.py", "_protocol": "_protocol/", "ops": "ops/", "compat": "compat/"}
+    names = {
+        "": "__init__.py", "_protocol": "_protocol/", "ops": "ops/", "paths": "paths/",
+        "compat": "compat/",
+    }  # fmt: skip
     expected = [names.get(u, u + ".py") for u in reversed(STACK) if u != "_ring_cffi"]
     assert drawn == expected, "docs/architecture.md's module stack differs from STACK"
 
