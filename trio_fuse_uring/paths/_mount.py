@@ -13,6 +13,7 @@ from .._options import Options
 from .._session import Mount
 from .._session import mount as _mount_inodes
 from .._session import run as _run_inodes
+from .._types import MountStats
 from ._adapter import PathAdapter, adapter_for
 from ._operations import Operations
 
@@ -41,7 +42,8 @@ class PathMount:
         return self.inodes.transport_reason
 
     def stats(self) -> dict[str, Any]:
-        """The inode mount's counters plus ``nodes``: how many nodes the table holds."""
+        """The inode mount's counters (:class:`~trio_fuse_uring.MountStats`) plus
+        ``nodes``: how many nodes the path table holds."""
         return {**self.inodes.stats(), "nodes": len(self._adapter.table)}
 
     async def wait_unmounted(self) -> None:
@@ -99,6 +101,6 @@ async def serve(
 
 def run(
     ops: Operations, mountpoint: str | os.PathLike[str], options: Options | None = None
-) -> dict[str, Any]:
+) -> MountStats:
     """Mount, serve until SIGINT, SIGTERM or an unmount, clean up; returns the stats."""
     return _run_inodes(adapter_for(ops), mountpoint, options)
