@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from trio_fuse_uring.compat import fusepy as fuse
 

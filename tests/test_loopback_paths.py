@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import client
+from helpers import client
 from loopback_paths import LoopbackPaths
 
 import trio_fuse_uring as tfu

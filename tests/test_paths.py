@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import client
+from helpers import client
 from pathmem import HardRemoveMem, InoMem, PathMem
 
 import trio_fuse_uring as tfu
