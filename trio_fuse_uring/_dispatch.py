@@ -91,6 +91,60 @@ class _BadReturn(Exception):
         )
 
 
+class _InvalidReply(_BadReturn):
+    """A well-typed reply that the kernel would refuse (and turn into EIO silently)."""
+
+    def __init__(self, handler: str, what: str) -> None:
+        Exception.__init__(self, f"handler {handler}() {what}")
+
+
+_FILE_TYPES = {
+    stat.S_IFREG: "a regular file",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFLNK: "a symlink",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a fifo",
+    stat.S_IFSOCK: "a socket",
+}
+# What the mode argument of each creating handler lacks, for the error message.
+_TYPE_HINTS = {
+    "mkdir": "mkdir's mode argument holds only permission bits: return "
+    "st_mode=stat.S_IFDIR | (mode & ~ctx.umask)",
+    "symlink": "return st_mode=stat.S_IFLNK | 0o777",
+    "create": "create's mode argument includes S_IFREG: return it (with ctx.umask applied)",
+    "tmpfile": "tmpfile's mode argument includes S_IFREG: return it (with ctx.umask applied)",
+    "mknod": "mknod's mode argument holds the file type: return it (with ctx.umask applied)",
+}
+_MAX_SIZE = (1 << 63) - 1
+
+
+def _check_attr(
+    attr: EntryAttributes, handler: str, *, want_type: int | None = None, new: bool = False
+) -> None:
+    """Refuse attributes the kernel rejects (fs/fuse: fuse_invalid_attr, invalid_nodeid
+    and the type check of create_new_entry), naming the handler and what is wrong."""
+    mode = attr.st_mode
+    ftype = stat.S_IFMT(mode)
+    if ftype not in _FILE_TYPES:
+        raise _InvalidReply(
+            handler, f"returned st_mode {mode:#o}, which has no valid file type (add one of "
+            "stat.S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK)",
+        )  # fmt: skip
+    if want_type is not None and ftype != want_type:
+        raise _InvalidReply(
+            handler, f"returned {_FILE_TYPES[ftype]} (st_mode {mode:#o}) where the kernel "
+            f"needs {_FILE_TYPES.get(want_type, 'the requested type')} ({_TYPE_HINTS[handler]})",
+        )  # fmt: skip
+    if new and attr.st_ino in (0, _abi.ROOT_ID):
+        raise _InvalidReply(
+            handler, f"returned st_ino {attr.st_ino} for a new entry: it needs an inode "
+            "number other than 0 and 1 (the root)",
+        )  # fmt: skip
+    if not 0 <= attr.st_size <= _MAX_SIZE:
+        raise _InvalidReply(handler, f"returned st_size {attr.st_size}, outside 0..2**63-1")
+
+
 def _expect(value: Any, typ: type | tuple[type, ...], handler: str, expected: str) -> Any:
     if not isinstance(value, typ):
         raise _BadReturn(handler, expected, value)
@@ -136,6 +190,7 @@ class DispatchStats:
 
     errors: int = 0
     handler_failures: int = 0
+    invalid_replies: int = 0  # well-typed replies the kernel would refuse (answered EIO)
     interrupts: int = 0
     blocked: int = 0
     timed_out: int = 0
@@ -268,6 +323,8 @@ class Dispatcher:
             raise
         except _BadReturn as exc:
             self.stats.handler_failures += 1
+            if isinstance(exc, _InvalidReply):
+                self.stats.invalid_replies += 1
             log.error("%s; answering EIO to %s", exc, P.describe(req))
             error, body = errno.EIO, None
         except Exception:
@@ -331,8 +388,17 @@ class Dispatcher:
     def _ctx(r: P.Request, umask: int = 0) -> RequestContext:
         return RequestContext(r.uid, r.gid, r.pid, umask)
 
-    def _entry(self, value: Any, handler: str) -> bytes:
+    def _entry(
+        self, value: Any, handler: str, want_type: int | None = None, new: bool = True
+    ) -> bytes:
         _expect(value, EntryAttributes, handler, "EntryAttributes")
+        if new or value.st_ino:  # st_ino 0 from lookup: a cached "no such entry"
+            _check_attr(value, handler, want_type=want_type, new=new)
+            if value.st_ino == _abi.ROOT_ID and value.generation:
+                raise _InvalidReply(
+                    handler, f"returned the root inode with generation {value.generation}: "
+                    "the root's generation must be 0",
+                )  # fmt: skip
         return P.encode_entry(value, self.entry_timeout, self.attr_timeout)
 
     def _entry_and_open(self, value: Any, handler: str) -> bytes:
@@ -344,7 +410,7 @@ class Dispatcher:
         ):
             raise _BadReturn(handler, "tuple[FileInfo, EntryAttributes]", value)
         fi, attr = value
-        return self._entry(attr, handler) + self._open_reply(attr.st_ino, fi, handler)
+        return self._entry(attr, handler, stat.S_IFREG) + self._open_reply(attr.st_ino, fi, handler)
 
     def _open_reply(self, nodeid: int, fi: FileInfo, handler: str) -> bytes:
         flags, backing_id = _open_flags(fi), 0
@@ -365,7 +431,8 @@ class Dispatcher:
     # ---- one adapter per request kind ------------------------------------------------------
 
     async def _lookup(self, r: P.Lookup) -> Body:
-        return self._entry(await self.ops.lookup(r.nodeid, r.name, self._ctx(r)), "lookup")
+        attr = await self.ops.lookup(r.nodeid, r.name, self._ctx(r))
+        return self._entry(attr, "lookup", new=False)
 
     async def _forget(self, r: P.Forget | P.BatchForget) -> Body:
         items = r.forgets if isinstance(r, P.BatchForget) else [(r.nodeid, r.nlookup)]
@@ -380,6 +447,7 @@ class Dispatcher:
             await self.ops.getattr(r.nodeid, self._ctx(r)), EntryAttributes, "getattr",
             "EntryAttributes",
         )  # fmt: skip
+        _check_attr(attr, _handler_name(r.opcode))
         return P.encode_attr(attr, self.attr_timeout)
 
     async def _statx(self, r: P.Statx) -> Body:
@@ -416,6 +484,7 @@ class Dispatcher:
             await self.ops.setattr(r.nodeid, f, r.fh, self._ctx(r)), EntryAttributes, "setattr",
             "EntryAttributes",
         )  # fmt: skip
+        _check_attr(attr, _handler_name(r.opcode))
         return P.encode_attr(attr, self.attr_timeout)
 
     async def _readlink(self, r: P.Readlink) -> Body:
@@ -424,16 +493,19 @@ class Dispatcher:
 
     async def _symlink(self, r: P.Symlink) -> Body:
         return self._entry(
-            await self.ops.symlink(r.nodeid, r.name, r.target, self._ctx(r)), "symlink"
-        )
+            await self.ops.symlink(r.nodeid, r.name, r.target, self._ctx(r)), "symlink",
+            stat.S_IFLNK,
+        )  # fmt: skip
 
     async def _mknod(self, r: P.Mknod) -> Body:
         ctx = self._ctx(r, r.umask)
-        return self._entry(await self.ops.mknod(r.nodeid, r.name, r.mode, r.rdev, ctx), "mknod")
+        attr = await self.ops.mknod(r.nodeid, r.name, r.mode, r.rdev, ctx)
+        return self._entry(attr, "mknod", stat.S_IFMT(r.mode) or None)
 
     async def _mkdir(self, r: P.Mkdir) -> Body:
         ctx = self._ctx(r, r.umask)
-        return self._entry(await self.ops.mkdir(r.nodeid, r.name, r.mode, ctx), "mkdir")
+        attr = await self.ops.mkdir(r.nodeid, r.name, r.mode, ctx)
+        return self._entry(attr, "mkdir", stat.S_IFDIR)
 
     async def _unlink(self, r: P.Unlink) -> Body:
         await self.ops.unlink(r.nodeid, r.name, self._ctx(r))

@@ -643,6 +643,7 @@ class _Session:
             "requests": {"uring": ring_requests, "devfuse": devfuse_requests},
             "errors": d.errors,
             "handler_failures": d.handler_failures,
+            "invalid_replies": d.invalid_replies,
             "interrupted": d.interrupts,
             "blocked_handlers": d.blocked,
             "timed_out": d.timed_out,

@@ -292,6 +292,9 @@ class MountStats(TypedDict):
     #: the wrong type; answered EIO).
     errors: int
     handler_failures: int
+    #: Of those, replies the kernel would have refused (an entry of the wrong file type,
+    #: inode 0 for a new entry...): answered EIO, and the log says what was wrong.
+    invalid_replies: int
     interrupted: int
     blocked_handlers: int
     #: Handlers cancelled and answered ETIMEDOUT before the kernel's request deadline

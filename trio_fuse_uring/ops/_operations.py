@@ -116,7 +116,11 @@ class Operations:
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: RequestContext
     ) -> EntryAttributes:
-        """Create symlink ``name`` → ``target``; counts as one lookup. Default: ENOSYS."""
+        """Create symlink ``name`` → ``target``; counts as one lookup.
+
+        The entry returned must be a symlink (``st_mode=stat.S_IFLNK | 0o777``) with a
+        new inode number (not 0 or 1). Default: ENOSYS.
+        """
         raise _enosys()
 
     async def mknod(
@@ -124,15 +128,23 @@ class Operations:
     ) -> EntryAttributes:
         """Create a file, fifo, socket or device node; counts as one lookup.
 
-        ``mode`` includes the file type; ``ctx.umask`` is the caller's umask (apply it
-        yourself). Default: ENOSYS.
+        ``mode`` is what the caller passed to ``mknod(2)``: the file type
+        (``S_IFREG``, ``S_IFIFO``, ``S_IFSOCK``, ``S_IFCHR``, ``S_IFBLK``) and permission
+        bits, without the umask applied: ``ctx.umask`` is the caller's umask (apply it
+        yourself). The entry returned must have that file type. Default: ENOSYS.
         """
         raise _enosys()
 
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: RequestContext
     ) -> EntryAttributes:
-        """Create a directory; counts as one lookup. Apply ``ctx.umask``. Default: ENOSYS."""
+        """Create a directory; counts as one lookup.
+
+        ``mode`` holds only the permission bits the caller passed to ``mkdir(2)`` (no
+        ``S_IFDIR``), without the umask applied: apply ``ctx.umask`` yourself. The entry
+        returned must be a directory: ``st_mode=stat.S_IFDIR | (mode & ~ctx.umask)``
+        (a reply of another type is answered EIO and logged). Default: ENOSYS.
+        """
         raise _enosys()
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: RequestContext) -> None:
@@ -181,9 +193,11 @@ class Operations:
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
-        """Create and open a regular file; counts as one lookup. Apply ``ctx.umask``.
+        """Create and open a regular file; counts as one lookup.
 
-        Default: ENOSYS (the kernel falls back to ``mknod`` + ``open``).
+        ``mode`` includes ``S_IFREG`` and the permission bits of ``open(2)``, without the
+        umask applied: apply ``ctx.umask`` yourself. The entry returned must be a
+        regular file. Default: ENOSYS (the kernel falls back to ``mknod`` + ``open``).
         """
         raise _enosys()
 
@@ -192,6 +206,7 @@ class Operations:
     ) -> tuple[FileInfo, EntryAttributes]:
         """Create and open an unnamed file in a directory (``O_TMPFILE``); one lookup.
 
+        ``mode`` is as for :meth:`create` (``S_IFREG`` included, umask not applied).
         Default: ENOSYS (callers get EOPNOTSUPP).
         """
         raise _enosys()
