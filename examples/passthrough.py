@@ -57,8 +57,8 @@ from its source file by the framework, in C -- reads and writes never reach Pyth
 and, when the daemon runs with CAP_SYS_ADMIN, by the kernel itself (FUSE passthrough,
 asked for by default). ``--no-backing`` turns both off (every read and write goes
 through ``read_into``/``write``), to measure the difference or for sources where a
-read may block. Files opened with O_DIRECT stay on the handlers unless the kernel
-passes them through (see ``__init__``).
+read may block. Without kernel passthrough, files opened with O_DIRECT are backed by a
+buffered descriptor of the source file (see ``_file_info``).
 
 Never mount inside SOURCE (the command line refuses it): the daemon would meet its own
 mount while serving SOURCE and wait for itself.
@@ -302,7 +302,7 @@ class Passthrough(tfu.Operations):
         self._foreign: dict[tuple[int, int], int] = {}
         self._next_foreign = FOREIGN_BASE
         # directory handle (an fd) -> snapshot of (name, d_ino, type bits)
-        self._dirs: dict[int, list[tuple[bytes, int, int]] | None] = {}
+        self._dirs: dict[int, tfu.DirListing | None] = {}
         self._creds = _Credentials()
         self._umask = _process_umask()
         self.writeback = False
@@ -384,14 +384,20 @@ class Passthrough(tfu.Operations):
         self._backing_files = info.backing
 
     def _file_info(self, fd: int, flags: int) -> tfu.FileInfo:
-        """The open reply for source file ``fd``: backed by it, unless O_DIRECT writes
-        may need the buffered fallback of ``write`` (only without kernel passthrough,
-        where the kernel writes back cached pages through the handle)."""
-        backed = self.use_backing and (
-            not flags & os.O_DIRECT
-            or (self._backing_files is not None and self._backing_files.passthrough)
-        )
-        return tfu.FileInfo(fh=fd, backing_fd=fd if backed else None)
+        """The open reply for source file ``fd``, backed by that file. Without kernel
+        passthrough an O_DIRECT handle is backed by a buffered descriptor of the same
+        file (the one ``write`` falls back to): the kernel also writes cached pages back
+        through it, at lengths O_DIRECT on the source may refuse."""
+        if not self.use_backing:
+            return tfu.FileInfo(fh=fd)
+        backing = fd
+        if flags & os.O_DIRECT and not (self._backing_files and self._backing_files.passthrough):
+            keep = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_SYNC | os.O_DSYNC)
+            try:
+                backing = self._buffered[fd] = os.open(_proc(fd), keep | os.O_CLOEXEC)
+            except OSError:
+                return tfu.FileInfo(fh=fd)  # the handlers serve it
+        return tfu.FileInfo(fh=fd, backing_fd=backing)
 
     async def destroy(self) -> None:
         for fh in list(self._dirs):
@@ -802,59 +808,48 @@ class Passthrough(tfu.Operations):
         return fh
 
     async def readdir(self, fh, start_id, ctx):  # type: ignore[no-untyped-def]
-        names = self._dirs.get(fh)
-        if names is None or start_id == 0:
+        listing = self._dirs.get(fh)
+        if listing is None or start_id == 0:
             # One snapshot per handle (again after a rewind): a cookie is an index into
             # it, so it stays valid however the directory changes meanwhile. scandir
-            # gives inode numbers and types without a stat per name.
+            # gives inode numbers and types without a stat per name; the framework
+            # encodes the whole listing at once and cuts each reply from it.
+            names: list[bytes] = []
+            inos: list[int] = []
+            modes: list[int] = []
             try:
                 with os.scandir(fh) as it:
-                    names = [(os.fsencode(e.name), e.inode(), _dtype_mode(e)) for e in it]
+                    for e in it:
+                        names.append(os.fsencode(e.name))
+                        inos.append(e.inode())
+                        modes.append(_dtype_mode(e))
             except OSError as exc:
                 raise _error(exc) from None
-            self._dirs[fh] = names
-        for i in range(start_id, len(names)):
-            name, ino, mode = names[i]
-            # Attributes only for readdirplus calls (the framework calls attrs() then).
-            found: list[tuple[int, int, os.stat_result]] = []  # (nid, fd or -1, stat)
-            attrs = partial(self._readdir_attrs, fh, name, found, ctx)
-            try:
-                counted = yield tfu.DirEntry(name, attrs, i + 1, ino=ino, mode=mode)
-                if counted and found:
-                    nid, fd, st = found[0]
-                    if fd >= 0:
-                        self._remember(fd, st)
-                        found.clear()
-                    else:
-                        self._inodes[nid].nlookup += 1
-            finally:
-                for _nid, fd, _st in found:
-                    if fd >= 0:
-                        os.close(fd)
+            # Attributes only for readdirplus calls (the framework calls attr(i) then).
+            listing = tfu.DirListing(
+                names, inos, modes, attr=partial(self._readdir_attrs, fh, names)
+            )
+            self._dirs[fh] = listing
+        return listing
 
-    def _readdir_attrs(
-        self, fh: int, name: bytes, found: list[tuple[int, int, os.stat_result]],
-        ctx: tfu.RequestContext,
-    ) -> tfu.EntryAttributes:  # fmt: skip
+    def _readdir_attrs(self, fh: int, names: list[bytes], i: int) -> tfu.EntryAttributes:
+        """Entry ``i``'s attributes; it is listed with them, which counts one lookup."""
+        name = names[i]
         try:
-            with self._creds.caller(ctx):  # a readable but not searchable directory
-                st = os.stat(name, dir_fd=fh, follow_symlinks=False)
+            st = os.stat(name, dir_fd=fh, follow_symlinks=False)
         except OSError as exc:
             raise _error(exc) from None  # removed since the snapshot
         nid = self._nid(st)
-        if nid in self._inodes:
-            found.append((nid, -1, st))
+        known = self._inodes.get(nid)
+        if known is not None:
+            known.nlookup += 1
             return _attr(nid, st)
-        # Not known yet: open it now, so that a readdirplus entry the kernel keeps is
-        # backed by exactly the object whose attributes it got.
+        # Not known yet: open it now, so that the entry the kernel keeps is backed by
+        # exactly the object whose attributes it got.
         try:
-            fd = os.open(name, _O_PATH, dir_fd=fh)
+            return self._open_entry(fh, name)
         except OSError as exc:
             raise _error(exc) from None
-        st = os.stat(fd)
-        nid = self._nid(st)
-        found.append((nid, fd, st))
-        return _attr(nid, st)
 
     async def releasedir(self, fh):  # type: ignore[no-untyped-def]
         del self._dirs[fh]

@@ -375,8 +375,8 @@ class _PlainDefs(tfu.Operations):
     def lookup(self, parent, name, ctx):
         raise tfu.FUSEError(errno.ENOENT)
 
-    async def readdir(self, fh, start_id, ctx):
-        return None
+    def readdir(self, fh, start_id, ctx):  # neither a generator nor async
+        return []
 
     def helper(self):  # not a handler: not checked
         return 1
@@ -388,7 +388,8 @@ async def test_plain_def_handlers_refused_at_mount(tmp_path):
             pytest.fail("mounted")
     assert str(info.value) == (
         "_PlainDefs: lookup() must be async def; getattr() must be async def; "
-        "readdir() must be an async generator (async def with yield)"
+        "readdir() must be an async generator (async def with yield) or an async def "
+        "returning a DirListing"
     )
     assert not _is_mounted(tmp_path)
 

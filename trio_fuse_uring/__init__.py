@@ -28,6 +28,9 @@ from .ops import (
     DirEntry as DirEntry,
 )
 from .ops import (
+    DirListing as DirListing,
+)
+from .ops import (
     EntryAttributes as EntryAttributes,
 )
 from .ops import (
@@ -75,6 +78,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     "ROOT_INODE",
     "BackingFiles",
     "DirEntry",
+    "DirListing",
     "EntryAttributes",
     "FileInfo",
     "FileRange",

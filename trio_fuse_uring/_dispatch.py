@@ -12,6 +12,8 @@ request's ``unique`` so that FUSE_INTERRUPT can cancel exactly that handler.
 
 from __future__ import annotations
 
+import array
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -24,7 +26,7 @@ import struct
 import time
 import types
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,9 +35,10 @@ import trio
 from . import _abi
 from . import _protocol as P
 from ._abi import Opcode
-from ._backing import BackingFiles
+from ._backing import BackingFiles, c_side
 from ._types import (
     DirEntry,
+    DirListing,
     EntryAttributes,
     FileInfo,
     FileRange,
@@ -649,11 +652,16 @@ class Dispatcher:
     async def _readdir(self, r: P.Read) -> Body:
         plus = r.opcode == Opcode.READDIRPLUS
         buf = P.DirentBuffer(r.size, plus, self.entry_timeout, self.attr_timeout)
-        it = self.ops.readdir(r.fh, r.offset, self._ctx(r))
+        it: Any = self.ops.readdir(r.fh, r.offset, self._ctx(r))
+        if inspect.iscoroutine(it):  # an `async def` that returns the whole listing
+            listing = await it
+            if not isinstance(listing, DirListing):
+                raise _BadReturn(
+                    "readdir", "a DirListing (or yield DirEntry values)", listing
+                )  # fmt: skip
+            return self._listing_reply(listing, r.offset, r.size, plus)
         asend = getattr(it, "asend", None)
         if asend is None and not hasattr(it, "__anext__"):
-            if inspect.iscoroutine(it):
-                it.close()  # an `async def` that returns instead of yielding
             raise _BadReturn("readdir", "an async iterator of DirEntry (use yield)", it)
         try:
             entry = await it.__anext__()
@@ -695,6 +703,46 @@ class Dispatcher:
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 await aclose()
+        return buf.getvalue()
+
+    def _listing_reply(self, listing: DirListing, start: int, size: int, plus: bool) -> Body:
+        """The entries of ``listing`` from index ``start`` on that fit in ``size``."""
+        n = len(listing.names)
+        if start >= n:
+            return None
+        if plus and listing.attr is not None:
+            return self._listing_plus(listing, start, size)
+        enc = listing._encoded.get(plus)
+        if enc is None:
+            enc = listing._encoded[plus] = _encode_listing(listing, plus)
+        blob, pos = enc
+        begin = pos[start]
+        end = bisect.bisect_right(pos, begin + size, start) - 1
+        return memoryview(blob)[begin : pos[end]]
+
+    def _listing_plus(self, listing: DirListing, start: int, size: int) -> Body:
+        """READDIRPLUS with attributes: ``attr(i)`` for each entry that fits."""
+        assert listing.attr is not None
+        buf = P.DirentBuffer(size, True, self.entry_timeout, self.attr_timeout)
+        names, inos, modes, get = listing.names, listing.inos, listing.modes, listing.attr
+        for i in range(start, len(names)):
+            name = names[i]
+            if type(name) is not bytes:
+                raise _BadReturn("readdir", "a DirListing of bytes names", name)
+            if not buf.fits(len(name)):
+                break
+            attr: EntryAttributes | None = None
+            ino, mode = inos[i], modes[i]
+            if name != b"." and name != b"..":
+                with contextlib.suppress(FUSEError):  # then: no attributes, no lookup
+                    attr = _expect(get(i), EntryAttributes, "readdir", "DirListing.attr(i)")
+                    ino, mode = attr.st_ino, attr.st_mode
+            try:
+                buf.add_raw(name, ino, mode, i + 1, attr)
+            except (ValueError, struct.error) as exc:
+                raise _BadReturn(
+                    "readdir", "a DirListing of valid names and numbers", name
+                ) from exc
         return buf.getvalue()
 
     async def _releasedir(self, r: P.Release) -> Body:
@@ -788,6 +836,58 @@ class Dispatcher:
         return None
 
 
+def _encode_listing(listing: DirListing, plus: bool) -> tuple[bytes, Sequence[int]]:
+    """Every entry of ``listing`` as READDIR (or attribute-less READDIRPLUS) records,
+    and where each starts (``n + 1`` offsets), encoded in one C call."""
+    n = len(listing.names)
+    try:
+        names = b"\0".join(listing.names) + b"\0"
+        inos = array.array("Q", listing.inos)
+        modes = array.array("I", listing.modes)
+    except (TypeError, OverflowError) as exc:
+        raise _BadReturn(
+            "readdir", "a DirListing of bytes names, inode numbers and modes", exc
+        ) from None  # fmt: skip
+    pos = array.array("Q", bytes(8 * (n + 1)))
+    c = c_side()
+    if c is None:  # no C extension: the same records, packed in Python
+        return _encode_listing_py(listing, plus, pos)
+    ffi, lib = c
+    bad = ffi.new("uint32_t *")
+    args = (
+        names, len(names), ffi.from_buffer("uint64_t[]", inos),
+        ffi.from_buffer("uint32_t[]", modes), n, 0, int(plus),
+    )  # fmt: skip
+    need = lib.tfu_dirents_encode(*args, ffi.NULL, 0, ffi.from_buffer("uint64_t[]", pos), bad)
+    if need < 0:
+        raise _BadReturn(
+            "readdir", "a DirListing of names without '/' or NUL, 1 to 1024 bytes long",
+            listing.names[min(bad[0], n - 1)],
+        )  # fmt: skip
+    blob = bytearray(need)
+    lib.tfu_dirents_encode(*args, ffi.from_buffer(blob), need, ffi.NULL, bad)
+    return bytes(blob), pos
+
+
+def _encode_listing_py(
+    listing: DirListing, plus: bool, pos: array.array[int]
+) -> tuple[bytes, Sequence[int]]:
+    out = []
+    at = 0
+    for i, name in enumerate(listing.names):
+        buf = P.DirentBuffer(P.dirent_size(len(name), plus), plus)
+        try:
+            buf.add_raw(name, listing.inos[i], listing.modes[i], i + 1, None)
+        except (ValueError, struct.error) as exc:
+            raise _BadReturn("readdir", "a DirListing of valid names", name) from exc
+        rec = bytes(buf.getvalue())
+        pos[i] = at
+        at += len(rec)
+        out.append(rec)
+    pos[len(listing.names)] = at
+    return b"".join(out), pos
+
+
 def _xattr_reply(value: bytes, size: int) -> bytes:
     """Size probes (``size == 0``) get the length; a too-small buffer gets ERANGE."""
     if size == 0:
@@ -841,8 +941,8 @@ def _overrides(ops: Operations, name: str) -> bool:
 
 def check_handlers(ops: Operations) -> None:
     """Refuse handlers that could never answer: a plain ``def`` where the framework
-    awaits (each request would fail with EIO), or a ``readdir`` that is not an async
-    generator.
+    awaits (each request would fail with EIO), or a ``readdir`` that is neither an
+    async generator nor an ``async def`` (returning a :class:`DirListing`).
 
     Raises:
         TypeError: naming every such handler and what it should be.
@@ -856,8 +956,11 @@ def check_handlers(ops: Operations) -> None:
         if not inspect.isfunction(fn):
             continue  # a callable object or a builtin: cannot tell, let it run
         if name == "readdir":
-            if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
-                wrong.append("readdir() must be an async generator (async def with yield)")
+            if not (inspect.isasyncgenfunction(fn) or inspect.iscoroutinefunction(fn)):
+                wrong.append(
+                    "readdir() must be an async generator (async def with yield) or an "
+                    "async def returning a DirListing"
+                )
         elif inspect.iscoroutinefunction(ours) and not inspect.iscoroutinefunction(fn):
             wrong.append(f"{name}() must be async def")
     if wrong:

@@ -35,7 +35,7 @@
 /* Bump whenever the C API or the struct layouts below change: Python compares
  * tfu_ring_abi_version() with the string parsed from this header to detect a
  * stale compiled module. */
-#define TFU_RING_ABI_VERSION "tfu-ring-6"
+#define TFU_RING_ABI_VERSION "tfu-ring-7"
 
 /* TFU_CDEF_BEGIN */
 
@@ -194,6 +194,12 @@ int tfu_backing_serve(tfu_backing *b, uint32_t opcode, const void *op, void *dat
 ssize_t tfu_devfuse_read(tfu_backing *b, int fuse_fd, void *buf, size_t len, void *rbuf,
                          uint32_t rlen);
 void tfu_backing_devfuse_stats(tfu_backing *b, uint64_t *reads, uint64_t *writes);
+
+/* ---- directory listings (_dirents.c) ---- */
+
+int64_t tfu_dirents_encode(const char *names, uint64_t names_len, const uint64_t *inos,
+                           const uint32_t *modes, uint32_t n, uint64_t first_off, int plus,
+                           uint8_t *out, uint64_t out_len, uint64_t *pos, uint32_t *bad);
 
 /* TFU_CDEF_END */
 

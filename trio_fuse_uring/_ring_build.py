@@ -126,7 +126,11 @@ def make_ffibuilder(library: str | None = None) -> FFI:
         "trio_fuse_uring._ring_cffi",
         '#include "_ring.h"\n',
         # relative to the repository root, where setup.py (and __main__ below) run
-        sources=["trio_fuse_uring/_ring.c", "trio_fuse_uring/_backing.c"],
+        sources=[
+            "trio_fuse_uring/_ring.c",
+            "trio_fuse_uring/_backing.c",
+            "trio_fuse_uring/_dirents.c",
+        ],
         include_dirs=["trio_fuse_uring"],
         depends=["trio_fuse_uring/_ring.h"],
         libraries=[library, "pthread"],

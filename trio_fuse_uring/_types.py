@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
@@ -212,6 +212,44 @@ class DirEntry:
     next_id: int
     ino: int = 0
     mode: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class DirListing:
+    """A whole directory (or its rest), returned by ``readdir`` at once.
+
+    ``readdir`` may be a plain ``async def`` that returns a ``DirListing`` instead of an
+    async generator of :class:`DirEntry`. Entry ``i`` is ``names[i]`` with inode number
+    ``inos[i]`` and file type ``modes[i]`` (the ``S_IFMT`` bits of ``st_mode``; 0 if
+    unknown); its cookie is ``i + 1``, so ``start_id`` is an index into the lists: keep
+    one listing per directory handle (a snapshot, as a directory stream is) and return
+    it for every ``start_id``. Plain READDIR replies are cut from an encoding of the
+    whole listing made once, in C; a large directory costs no Python per entry.
+
+    READDIRPLUS (the kernel asks in a listing's first call) wants attributes: with
+    ``attr``, ``attr(i)`` gives entry ``i``'s, and is called only for an entry that
+    fits in the reply, so each call that returns attributes lists the entry with them,
+    which counts as one lookup of its inode (balanced by ``forget``; not for ``.`` and
+    ``..``). Raise ``FUSEError`` from it to list the entry without attributes (no
+    lookup). Without ``attr``, readdirplus entries carry no attributes either.
+    Names must be non-empty bytes without ``/`` or NUL.
+    """
+
+    names: Sequence[bytes]
+    inos: Sequence[int]
+    modes: Sequence[int]
+    attr: Callable[[int], EntryAttributes] | None = None
+    #: The encoded listing (plain and readdirplus forms), made on first use.
+    _encoded: dict[bool, tuple[bytes, Sequence[int]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if not len(self.names) == len(self.inos) == len(self.modes):
+            raise ValueError(
+                f"DirListing needs as many inos ({len(self.inos)}) and modes "
+                f"({len(self.modes)}) as names ({len(self.names)})"
+            )
 
 
 @dataclass(slots=True)

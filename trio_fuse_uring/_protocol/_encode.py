@@ -221,6 +221,11 @@ _DIRENT = _abi.FUSE_DIRENT
 _ENTRY_OUT = _abi.FUSE_ENTRY_OUT
 
 
+def dirent_size(namelen: int, plus: bool) -> int:
+    """Bytes one entry with a ``namelen``-byte name takes in a READDIR(PLUS) reply."""
+    return (_ENTRY_OUT.size if plus else 0) + ((_DIRENT.size + namelen + 7) & ~7)
+
+
 class DirentBuffer:
     """Packs directory entries into a READDIR or READDIRPLUS reply of bounded size.
 
@@ -274,6 +279,11 @@ class DirentBuffer:
         self._pos = end
         self.count += 1
         return True
+
+    def fits(self, namelen: int) -> bool:
+        """Would an entry with a name of ``namelen`` bytes fit?"""
+        head = _ENTRY_OUT.size if self._plus else 0
+        return self._pos + head + ((_DIRENT.size + namelen + 7) & ~7) <= len(self._buf)
 
     def getvalue(self) -> memoryview:
         return memoryview(self._buf)[: self._pos]
@@ -343,6 +353,7 @@ def notify_prune(inodes: Sequence[int]) -> bytes:
 __all__ = [
     "DirentBuffer",
     "InitConfig",
+    "dirent_size",
     "encode_attr",
     "encode_entry",
     "encode_init",

@@ -4,6 +4,9 @@ from .._types import (
     DirEntry as DirEntry,
 )
 from .._types import (
+    DirListing as DirListing,
+)
+from .._types import (
     EntryAttributes as EntryAttributes,
 )
 from .._types import (
@@ -34,6 +37,7 @@ from ._operations import Operations as Operations
 
 __all__ = [
     "DirEntry",
+    "DirListing",
     "EntryAttributes",
     "FUSEError",
     "FileInfo",

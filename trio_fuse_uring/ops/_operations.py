@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 from .._types import (
     DirEntry,
+    DirListing,
     EntryAttributes,
     FileInfo,
     FileRange,
@@ -292,7 +293,9 @@ class Operations:
         """Open directory ``inode``, return a handle for ``readdir``. Default: handle 0."""
         return 0
 
-    def readdir(self, fh: int, start_id: int, ctx: RequestContext) -> AsyncIterator[DirEntry]:
+    def readdir(
+        self, fh: int, start_id: int, ctx: RequestContext
+    ) -> AsyncIterator[DirEntry] | Awaitable[DirListing]:
         """Yield the entries of a directory, starting *after* the one whose
         ``next_id`` was ``start_id`` (0: from the beginning).
 
@@ -307,6 +310,12 @@ class Operations:
                 for i, (name, ino) in enumerate(children[start_id:], start_id + 1):
                     if (yield DirEntry(name, self.attrs(ino), next_id=i)):
                         self.lookups[ino] += 1
+
+        For large directories, make it a plain ``async def`` that returns a
+        :class:`DirListing` (the whole directory, the same object for every
+        ``start_id`` of a handle): the framework then encodes it once, in C, and cuts
+        each reply from that, with no Python per entry (attributes for readdirplus come
+        from ``DirListing.attr``).
 
         Default: ENOSYS.
         """
