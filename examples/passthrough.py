@@ -141,17 +141,6 @@ def _check_name(name: bytes) -> None:
         raise tfu.FUSEError(errno.EINVAL)
 
 
-def _dtype_mode(entry: os.DirEntry[str]) -> int:
-    """The file type bits scandir knows without a stat (0: unknown, the kernel allows it)."""
-    if entry.is_symlink():
-        return stat.S_IFLNK
-    if entry.is_dir(follow_symlinks=False):
-        return stat.S_IFDIR
-    if entry.is_file(follow_symlinks=False):
-        return stat.S_IFREG
-    return 0
-
-
 def _attr(nid: int, st: os.stat_result) -> tfu.EntryAttributes:
     return tfu.EntryAttributes(
         nid, 0, None, None, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_rdev,
@@ -811,28 +800,19 @@ class Passthrough(tfu.Operations):
         listing = self._dirs.get(fh)
         if listing is None or start_id == 0:
             # One snapshot per handle (again after a rewind): a cookie is an index into
-            # it, so it stays valid however the directory changes meanwhile. scandir
-            # gives inode numbers and types without a stat per name; the framework
-            # encodes the whole listing at once and cuts each reply from it.
-            names: list[bytes] = []
-            inos: list[int] = []
-            modes: list[int] = []
+            # it, so it stays valid however the directory changes meanwhile. Read with
+            # getdents64 in C (names, inode numbers and types, no stat per name); the
+            # framework encodes the whole listing at once and cuts each reply from it.
+            # Attributes only for readdirplus calls (the framework calls attr(i) then).
             try:
-                with os.scandir(fh) as it:
-                    for e in it:
-                        names.append(os.fsencode(e.name))
-                        inos.append(e.inode())
-                        modes.append(_dtype_mode(e))
+                listing = tfu.scan_directory(fh)
             except OSError as exc:
                 raise _error(exc) from None
-            # Attributes only for readdirplus calls (the framework calls attr(i) then).
-            listing = tfu.DirListing(
-                names, inos, modes, attr=partial(self._readdir_attrs, fh, names)
-            )
+            listing.attr = partial(self._readdir_attrs, fh, listing.names)
             self._dirs[fh] = listing
         return listing
 
-    def _readdir_attrs(self, fh: int, names: list[bytes], i: int) -> tfu.EntryAttributes:
+    def _readdir_attrs(self, fh: int, names: Sequence[bytes], i: int) -> tfu.EntryAttributes:
         """Entry ``i``'s attributes; it is listed with them, which counts one lookup."""
         name = names[i]
         try:

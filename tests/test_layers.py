@@ -23,6 +23,7 @@ STACK = [
     "_abi",  # kernel ABI: constants and struct layouts
     "_backing",  # backing files: the C table of fh -> fd, kernel passthrough ids
     "_types",  # the public value types handlers take and return
+    "_dirscan",  # a directory read into a DirListing in C
     "_options",  # mount options: parsing and validation
     "_deadlines",  # request timeouts: the kernel's deadline and the framework's margin
     "ops",  # what handler authors import: Operations and the value types

@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import trio
@@ -239,3 +240,28 @@ def test_reply_is_cut_at_an_entry_boundary() -> None:
             assert len(got) <= size
             end = next((j for j in range(start, 501) if pos[j] - pos[start] > size), 501) - 1
             assert got == blob[pos[start] : pos[end]]
+
+
+def test_scan_directory_reads_what_scandir_reads(tmp_path: Path) -> None:
+    """Names, inode numbers and types as os.scandir gives them, past the first buffer
+    sizes (more than 1024 entries, long names)."""
+    for i in range(1500):
+        (tmp_path / (f"f{i:04d}-" + "x" * (i % 200))).touch()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to("nowhere")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        listing = tfu.scan_directory(fd)
+        again = tfu.scan_directory(fd)  # rewinds: the same entries again
+    finally:
+        os.close(fd)
+    with os.scandir(tmp_path) as it:
+        want = {
+            os.fsencode(e.name): (e.inode(), stat.S_IFMT(e.stat(follow_symlinks=False).st_mode))
+            for e in it
+        }
+    got = {n: (listing.inos[i], listing.modes[i]) for i, n in enumerate(listing.names)}
+    assert got == want
+    assert list(again.names) == list(listing.names)
+    with pytest.raises(OSError):
+        tfu.scan_directory(10_000)

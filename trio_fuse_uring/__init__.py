@@ -12,6 +12,7 @@ import contextlib
 from ._abi import ROOT_ID as ROOT_INODE
 from ._backing import BackingFiles as BackingFiles
 from ._backing import BackingStats as BackingStats
+from ._dirscan import scan_directory as scan_directory
 from ._mountlib import MountError as MountError
 from ._options import OptionError as OptionError
 from ._options import Options as Options
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022 (grouped by topic, like trio and httpcore)
     "BackingFiles",
     "DirEntry",
     "DirListing",
+    "scan_directory",
     "EntryAttributes",
     "FileInfo",
     "FileRange",

@@ -62,3 +62,55 @@ int64_t tfu_dirents_encode(const char *names, uint64_t names_len, const uint64_t
         pos[n] = used;
     return (int64_t)used;
 }
+
+/* ---- reading a directory ---------------------------------------------------------- */
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct tfu_linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* Every entry of directory fd but "." and "..", from its start: names NUL-terminated
+ * back to back into names (names_cap bytes; *names_len set to the bytes used), inode
+ * numbers into inos and S_IFMT type bits (0 if unknown) into modes (cap entries each).
+ * Returns the number of entries, -ENOSPC if a buffer is too small (call again with
+ * larger ones) or -errno. */
+int64_t tfu_dir_scan(int fd, uint8_t *names, uint64_t names_cap, uint64_t *inos,
+                     uint32_t *modes, uint32_t cap, uint64_t *names_len)
+{
+    char buf[65536] __attribute__((aligned(8)));
+    uint64_t used = 0;
+    uint32_t n = 0;
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return -errno;
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            break;
+        for (long at = 0; at < got;) {
+            struct tfu_linux_dirent64 *d = (struct tfu_linux_dirent64 *)(buf + at);
+            at += d->d_reclen;
+            const char *name = d->d_name;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+                continue;
+            size_t len = strlen(name) + 1;
+            if (n == cap || used + len > names_cap)
+                return -ENOSPC;
+            memcpy(names + used, name, len);
+            used += len;
+            inos[n] = d->d_ino;
+            modes[n] = (uint32_t)d->d_type << 12; /* DTTOIF */
+            n++;
+        }
+    }
+    *names_len = used;
+    return n;
+}

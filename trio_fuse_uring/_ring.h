@@ -200,6 +200,8 @@ void tfu_backing_devfuse_stats(tfu_backing *b, uint64_t *reads, uint64_t *writes
 int64_t tfu_dirents_encode(const char *names, uint64_t names_len, const uint64_t *inos,
                            const uint32_t *modes, uint32_t n, uint64_t first_off, int plus,
                            uint8_t *out, uint64_t out_len, uint64_t *pos, uint32_t *bad);
+int64_t tfu_dir_scan(int fd, uint8_t *names, uint64_t names_cap, uint64_t *inos,
+                     uint32_t *modes, uint32_t cap, uint64_t *names_len);
 
 /* TFU_CDEF_END */
 
