@@ -375,8 +375,8 @@ class _PlainDefs(tfu.Operations):
     def lookup(self, parent, name, ctx):
         raise tfu.FUSEError(errno.ENOENT)
 
-    def readdir(self, fh, start_id, ctx):  # neither a generator nor async
-        return []
+    def readdir(self, fh, start_id, ctx):  # a generator, but not an async one
+        yield tfu.DirEntry(b"x", tfu.EntryAttributes(st_ino=2), 1)
 
     def helper(self):  # not a handler: not checked
         return 1

@@ -941,8 +941,8 @@ def _overrides(ops: Operations, name: str) -> bool:
 
 def check_handlers(ops: Operations) -> None:
     """Refuse handlers that could never answer: a plain ``def`` where the framework
-    awaits (each request would fail with EIO), or a ``readdir`` that is neither an
-    async generator nor an ``async def`` (returning a :class:`DirListing`).
+    awaits (each request would fail with EIO), or a ``readdir`` written as a plain
+    generator (it must be an async generator, or return a :class:`DirListing`).
 
     Raises:
         TypeError: naming every such handler and what it should be.
@@ -956,7 +956,7 @@ def check_handlers(ops: Operations) -> None:
         if not inspect.isfunction(fn):
             continue  # a callable object or a builtin: cannot tell, let it run
         if name == "readdir":
-            if not (inspect.isasyncgenfunction(fn) or inspect.iscoroutinefunction(fn)):
+            if inspect.isgeneratorfunction(fn):  # a plain def may return either
                 wrong.append(
                     "readdir() must be an async generator (async def with yield) or an "
                     "async def returning a DirListing"
