@@ -10,9 +10,16 @@ on every system in turn (the order rotates per round and per workload, so slow d
 a noisy machine hit all systems alike), and unmounts. Medians over rounds are reported,
 with ratios between systems, as a table on stdout and as JSON + PNG in --out.
 
-Systems:
-    uring    examples/passthrough.py --transport uring    (this framework)
-    devfuse  examples/passthrough.py --transport devfuse  (this framework)
+Systems (examples/passthrough.py serves reads and writes from backing files in C):
+    uring    examples/passthrough.py --transport uring -o no_passthrough  (this framework)
+    devfuse  examples/passthrough.py --transport devfuse -o no_passthrough
+    uring-passthrough  ... --transport uring, with kernel passthrough (its default as root)
+    uring-nobacking    ... --transport uring --no-backing (every read and write in Python)
+    libfuse-uring, libfuse-devfuse, libfuse-passthrough
+             libfuse's C passthrough_hp given with --libfuse-hp PATH (build it as
+             benchmarks/README.md says): --nocache --nopassthrough with and without
+             -o io_uring, and its default kernel passthrough mode (as root)
+    tmpfs    the source tmpfs itself (bind-mounted): the ceiling
     pyfuse3  pyfuse3's own examples/passthroughfs.py, taken from pyfuse3's sdist at
              benchmark time (downloaded with pip into <out>/cache, never committed), run
              with the installed pyfuse3 (the `bench` extra); skipped, saying why, if it
@@ -109,14 +116,60 @@ def _our_systems(
             has_source = False
         if extra_options:
             argv += ["-o", extra_options]
-        systems.append(System(transport + suffix, f"ours/{transport}{where}", argv, True,
+        # This checkout serves reads and writes from backing files; kernel passthrough
+        # is its own system (a baseline checkout may know neither option).
+        backed = [*argv, "-o", "no_passthrough"] if fs == "passthrough" and not suffix else argv
+        systems.append(System(transport + suffix, f"ours/{transport}{where}", backed, True,
                               has_source, env))  # fmt: skip
+        if transport == "uring" and fs == "passthrough" and not suffix:
+            systems.append(System("uring-passthrough", "ours/uring, kernel passthrough", argv,
+                                  True, has_source))  # fmt: skip
+            systems.append(System("uring-nobacking", "ours/uring --no-backing",
+                                  [*argv, "--no-backing"], True, has_source))  # fmt: skip
         if transport == "uring":
             # Not in the default set: the other hand-off, compared with the eventfd
             # (queue threads wake trio through TrioToken.run_sync_soon).
             systems.append(System("uring-token", "ours/uring, TrioToken hand-off", argv, True,
                                   has_source, {"TRIO_FUSE_URING_HANDOFF": "token"}))  # fmt: skip
     return systems
+
+
+def libfuse_systems(hp: str) -> list[System]:
+    """libfuse's passthrough_hp (C), in the modes compared with ours (stopped by unmounting,
+    after which it exits 0)."""
+    base = [hp, "--foreground", "--nocache"]
+    return [
+        System("libfuse-uring", "libfuse passthrough_hp --nopassthrough -o io_uring",
+               [*base, "--nopassthrough", "-o", "io_uring", "{src}", "{mnt}"], False),
+        System("libfuse-devfuse", "libfuse passthrough_hp --nopassthrough",
+               [*base, "--nopassthrough", "{src}", "{mnt}"], False),
+        System("libfuse-passthrough", "libfuse passthrough_hp (kernel passthrough)",
+               [*base, "{src}", "{mnt}"], False),
+    ]  # fmt: skip
+
+
+# The ceiling: the backing tmpfs itself, bind-mounted on the mountpoint by a shell that
+# then waits for the unmount (so that the harness has a "daemon" to stop).
+TMPFS = System("tmpfs", "plain tmpfs (bind mount)",
+               ["sh", "-c", 'mount --bind "$1" "$2" && while mountpoint -q "$2"; do sleep 0.5; '
+                "done", "sh", "{src}", "{mnt}"], False)  # fmt: skip
+
+# Ratios reported (a over b), when both systems ran.
+RATIO_PAIRS = [
+    ("uring", "libfuse-uring"), ("devfuse", "libfuse-devfuse"),
+    ("uring-passthrough", "libfuse-passthrough"), ("uring-passthrough", "tmpfs"),
+    ("libfuse-passthrough", "tmpfs"), ("uring", "uring-nobacking"), ("uring", "devfuse"),
+    ("uring", "pyfuse3"), ("devfuse", "pyfuse3"), ("uring-token", "uring"),
+    ("uring", "uring-base"), ("devfuse", "devfuse-base"),
+]  # fmt: skip
+# Ours over libfuse C (same mode): minimum ratios of medians.
+TARGET_VS_LIBFUSE = {
+    ("uring", "libfuse-uring"): {"randread2": 1.0, "randread1": 2.0, "seqread": 1.5,
+                                 "seqwrite": 1.2, "readdir": 1.0, "stat": 2.0, "cwu": 2.0},
+    ("uring-passthrough", "libfuse-passthrough"): {"randread1": 1.0, "randread2": 1.0,
+                                                   "seqread": 1.0, "seqwrite": 1.0},
+    ("uring-passthrough", "tmpfs"): {"randread1": 0.5},
+}  # fmt: skip
 
 
 def pyfuse3_system(cache: Path) -> tuple[System | None, str]:
@@ -333,9 +386,7 @@ def summarize(
                 "rounds": len(runs),
             }
         ratios = {}
-        for a, b in (("uring", "devfuse"), ("uring", "pyfuse3"), ("devfuse", "pyfuse3"),
-                     ("uring-token", "uring"), ("uring", "uring-base"),
-                     ("devfuse", "devfuse-base")):  # fmt: skip
+        for a, b in RATIO_PAIRS:
             if a in row and b in row and row[b]["value"]:
                 ratios[f"{a}/{b}"] = row[a]["value"] / row[b]["value"]
         summary["workloads"][w] = {"median": row, "ratios": ratios}
@@ -352,8 +403,16 @@ def summarize(
 def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     checks = []
     W = summary["workloads"]
+    for (a, b), targets in TARGET_VS_LIBFUSE.items():
+        for w, target in targets.items():
+            got = W.get(w, {}).get("ratios", {}).get(f"{a}/{b}")
+            if got is not None:
+                checks.append({"target": f"{w}: {a} >= {target}x {b}", "got": got,
+                               "met": got >= target})  # fmt: skip
     for w, target in TARGET_VS_PYFUSE3.items():
         got = W.get(w, {}).get("ratios", {}).get("uring/pyfuse3")
+        if got is None:
+            continue
         checks.append({"target": f"{w}: uring >= {target}x pyfuse3", "got": got,
                        "met": got is not None and got >= target})  # fmt: skip
     for w in W:
@@ -362,13 +421,14 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append({"target": f"{w}: uring >= {target}x devfuse", "got": got,
                        "met": got is not None and got >= target})  # fmt: skip
     rd = W.get("readdir", {}).get("median", {}).get("uring", {}).get("value")
-    checks.append({"target": f"readdir: uring >= 0.5x libfuse C uring's {LIBFUSE_READDIR_URING:,}/s "
+    if rd is not None and "libfuse-uring" not in W.get("readdir", {}).get("median", {}):
+        checks.append({"target": f"readdir: uring >= 0.5x libfuse C uring's {LIBFUSE_READDIR_URING:,}/s "
                              "(absolute, libfuse measured once on the reference VM)",
                    "got": rd / LIBFUSE_READDIR_URING if rd else None,
                    "met": bool(rd and rd >= 0.5 * LIBFUSE_READDIR_URING)})  # fmt: skip
-    for n in ("uring", "devfuse"):
+    for n in summary["daemon"]:
         d = summary["daemon"].get(n)
-        if not d:
+        if not d or n == "tmpfs":
             continue
         checks.append({"target": f"{n}: idle daemon CPU ~0 (< 1% of a CPU)", "got": d["idle_cpu_pct"],
                        "met": d["idle_cpu_pct"] is not None and d["idle_cpu_pct"] < 1.0})  # fmt: skip
@@ -389,9 +449,7 @@ def fmt_num(x: float | None) -> str:
 
 def render_table(names: list[str], summary: dict[str, Any], checks: list[dict[str, Any]]) -> str:
     W = summary["workloads"]
-    ratio_keys = [k for k in ("uring/devfuse", "uring/pyfuse3", "devfuse/pyfuse3",
-                              "uring-token/uring", "uring/uring-base", "devfuse/devfuse-base")
-                  if all(p in names for p in k.split("/"))]  # fmt: skip
+    ratio_keys = [f"{a}/{b}" for a, b in RATIO_PAIRS if a in names and b in names]
     head = ["workload"] + names + [f"{n} p99 µs" for n in names if n] + ratio_keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     titles = {k: t for k, t, _ in WORKLOADS}
@@ -553,9 +611,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 round, short steps (< 2 min)")
     ap.add_argument("--rounds", type=int, help="rounds (default 5, --quick 1)")
     ap.add_argument("--out", default=str(HERE / "results"), help="results directory")
-    ap.add_argument("--systems", default="uring,devfuse,pyfuse3",
-                    help="comma-separated subset of uring,devfuse,pyfuse3 and uring-token "
-                         "(uring with the TrioToken hand-off instead of the eventfd)")  # fmt: skip
+    ap.add_argument("--systems", default="uring,devfuse,uring-passthrough,libfuse-uring,"
+                    "libfuse-devfuse,libfuse-passthrough,tmpfs,pyfuse3",
+                    help="comma-separated subset of uring, devfuse, uring-passthrough, "
+                         "uring-nobacking, uring-token (the TrioToken hand-off), pyfuse3, "
+                         "libfuse-uring, libfuse-devfuse, libfuse-passthrough (these need "
+                         "--libfuse-hp) and tmpfs")  # fmt: skip
+    ap.add_argument(
+        "--libfuse-hp",
+        metavar="PATH",
+        help="a built libfuse example/passthrough_hp (see benchmarks/README.md)",
+    )
     ap.add_argument("--baseline", metavar="DIR", type=Path,
                     help="another checkout of this repository, its extension built in place "
                          "(python trio_fuse_uring/_ring_build.py there): adds the systems "
@@ -616,7 +682,16 @@ def main(argv: list[str] | None = None) -> int:
         file_mib=64 if quick else 256,
     )
     wanted = args.systems.split(",")
-    systems = [s for s in our_systems(args.fs, args.our_options, args.baseline) if s.name in wanted]
+    candidates = [*our_systems(args.fs, args.our_options, args.baseline), TMPFS]
+    if args.libfuse_hp:
+        hp = os.path.abspath(args.libfuse_hp)
+        if not os.access(hp, os.X_OK):
+            print(f"--libfuse-hp {hp} is not an executable", file=sys.stderr)
+            return 2
+        candidates += libfuse_systems(hp)
+    elif any(w.startswith("libfuse-") for w in wanted):
+        log("skipping the libfuse systems: give --libfuse-hp PATH (benchmarks/README.md)")
+    systems = [s for s in candidates if s.name in wanted]
     pyfuse3_note = "not asked for"
     if "pyfuse3" in wanted:
         sysp, pyfuse3_note = pyfuse3_system(cache)
