@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +74,15 @@ def test_pyfuse3_test_suite_passes(sdist: Path, transport: str) -> None:
     assert " passed" in tail and "skipped" not in tail, tail
 
 
+def _mounted(mnt: Path) -> bool:
+    # From mountinfo: root may not even stat another user's FUSE mount.
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == str(mnt) for line in f)
+
+
 def _wait_mounted(proc: subprocess.Popen[str], mnt: Path) -> None:
     deadline = time.monotonic() + 30
-    while not os.path.ismount(mnt):
+    while not _mounted(mnt):
         if proc.poll() is not None:
             pytest.fail(f"the filesystem exited early: {proc.communicate()}")
         assert time.monotonic() < deadline, "the mountpoint did not come up"
@@ -339,3 +347,55 @@ async def test_xattr_create_and_replace_are_checked_with_getxattr(
     with pytest.raises(OSError) as e:
         await client(os.getxattr, f, "user.b")
     assert e.value.errno == errno.ENODATA
+
+
+NOBODY = 65534
+_AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+@pytest.fixture
+def public_mnt() -> Iterator[Path]:
+    """A mountpoint owned by another uid (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="tfu-pyfuse3-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    mnt = d / "mnt"
+    mnt.mkdir()
+    os.chown(mnt, NOBODY, NOBODY)
+    yield mnt
+    if _mounted(mnt):
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_runner_as_another_user(sdist: Path, public_mnt: Path, transport: str) -> None:
+    # An unprivileged user runs tmpfs.py through the runner: the mount goes through
+    # fusermount3, and only that user may use it.
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("fusermount3"):
+        pytest.skip("needs root (to become another uid), setpriv and fusermount3")
+    mnt = public_mnt
+    proc = subprocess.Popen(
+        [*_AS_NOBODY, *RUNNER, "--transport", transport, str(sdist / "examples" / "tmpfs.py"),
+         str(mnt)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_mounted(proc, mnt)
+        script = (
+            f"import os; os.mkdir('{mnt}/d'); open('{mnt}/d/f', 'w').write('hi');"
+            f"os.rename('{mnt}/d/f', '{mnt}/g'); print(open('{mnt}/g').read(),"
+            f" os.stat('{mnt}/g').st_uid)"
+        )
+        cp = subprocess.run(
+            [*_AS_NOBODY, sys.executable, "-c", script], capture_output=True, text=True
+        )
+        assert cp.stdout.split() == ["hi", str(NOBODY)], cp.stderr
+        with pytest.raises(PermissionError):  # not even root, without allow_other
+            os.stat(mnt / "g")
+        subprocess.run([*_AS_NOBODY, "fusermount3", "-u", str(mnt)], check=True)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"over {transport}" in err, err
