@@ -11,7 +11,9 @@ in a rotated order, so a noisy machine hits all alike; medians over rounds):
              installed: apt-get install -y libfuse3-dev pkg-config; pip install pyfuse3)
     shim     the same file, unmodified, on trio_fuse_uring.compat.pyfuse3 over io-uring
              (python -m trio_fuse_uring.compat.pyfuse3 --transport uring)
-    native   examples/passthrough.py --transport uring, timeouts 0 like passthroughfs.py
+    native   examples/passthrough.py --transport uring --no-backing, timeouts 0 like
+             passthroughfs.py: reads and writes reach Python handlers, as in passthroughfs.py
+             (backing files and kernel passthrough would bypass the daemon)
 
 Workloads: ``stat`` of one file (benchmarks/_client.py) and fio 4 KiB random reads,
 QD1, one job, O_DIRECT. pyfuse3's sdist comes from the package index into the
@@ -64,7 +66,7 @@ def systems(example: Path, pyfuse3_python: str) -> list[System]:
                 "{src}", "{mnt}"], False),
         System("native", "examples/passthrough.py, uring",
                [PY, str(ROOT / "examples/passthrough.py"), "{src}", "{mnt}", "--transport",
-                "uring", "--entry-timeout", "0", "--attr-timeout", "0"], True),
+                "uring", "--entry-timeout", "0", "--attr-timeout", "0", "--no-backing"], True),
     ]  # fmt: skip
 
 
