@@ -93,6 +93,16 @@ class AsyncioFs(tfu.Operations):
             yield tfu.DirEntry(b"file", _attr(FILE_INO), next_id=1)
 
 
+class ListingFs(AsyncioFs):
+    """readdir as a plain ``async def`` returning a whole DirListing."""
+
+    async def readdir(  # type: ignore[override]
+        self, fh: int, start_id: int, ctx: tfu.RequestContext
+    ) -> tfu.DirListing:
+        await asyncio.sleep(0)
+        return tfu.DirListing([b"file"], [FILE_INO], [stat.S_IFREG], attr=lambda i: _attr(FILE_INO))
+
+
 def run_with_mount(
     tmp_path: Path,
     transport: str,
@@ -125,6 +135,13 @@ def test_asyncio_handlers_serve_through_the_kernel(tmp_path: Path, transport: st
     names, data, size = run_with_mount(tmp_path, transport, fs, body)
     assert names == ["file"] and data == HELLO and size == len(HELLO)
     assert fs.inits == 1 and fs.destroys == 1
+
+
+def test_readdir_may_return_a_dirlisting(tmp_path: Path, transport: str) -> None:
+    async def body(m: tfu.Mount, mnt: Path) -> list[str]:
+        return await asyncio.to_thread(os.listdir, mnt)
+
+    assert run_with_mount(tmp_path, transport, ListingFs(), body) == ["file"]
 
 
 def test_handler_awaits_an_asyncio_server_of_the_same_program(

@@ -77,7 +77,7 @@ def asyncio_operations(ops: Operations, loop: asyncio.AbstractEventLoop) -> Oper
     for name in _HANDLERS:
         if getattr(cls, name, None) is getattr(Operations, name):
             continue
-        if name in _GENERATOR_HANDLERS:
+        if name in _GENERATOR_HANDLERS and inspect.isasyncgenfunction(getattr(cls, name)):
             namespace[name] = _generator_handler(name)
         else:
             namespace[name] = _coroutine_handler(name)
