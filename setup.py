@@ -6,6 +6,7 @@ rather than failing the whole install.
 """
 
 import sys
+import warnings
 from pathlib import Path
 
 from setuptools import setup
@@ -19,11 +20,12 @@ _BUILDING = {"bdist_wheel", "editable_wheel", "build_ext", "build", "develop", "
 library, why = _ring_build.liburing_link()
 if library is None:
     if _BUILDING & set(sys.argv):
-        print(
+        # A warning, not a print: pip shows a build backend's warnings, not its output.
+        warnings.warn(
             f"trio-fuse-uring: building WITHOUT the io-uring extension ({why}); it will serve "
             "over /dev/fuse only. For io-uring install liburing-dev (Debian, Ubuntu) or "
             "liburing-devel (Fedora) and reinstall.",
-            file=sys.stderr,
+            stacklevel=1,
         )
     setup()
 else:
