@@ -7,8 +7,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { echo "bootstrap: $*"; }
-# Fresh VMs run unattended-upgrades at boot: wait for the dpkg lock instead of failing.
+# Fresh VMs run unattended-upgrades at boot: wait for apt's locks instead of failing.
 apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+# apt-get update takes the package lists' lock, which that timeout does not cover: retry.
+apt_update() {
+    local out waited=0
+    until out=$(apt_get update -qq 2>&1); do
+        if ! grep -q "Could not get lock" <<<"$out" || [ "$waited" -ge 600 ]; then
+            echo "$out" >&2
+            return 1
+        fi
+        [ "$waited" -eq 0 ] && step "    another apt run holds the package lists; waiting (up to 10 min)"
+        sleep 5
+        waited=$((waited + 5))
+    done
+}
 
 need_apt=()
 for pkg in liburing-dev fuse3 python3-venv python3-dev gcc pkg-config fio; do
@@ -16,7 +29,7 @@ for pkg in liburing-dev fuse3 python3-venv python3-dev gcc pkg-config fio; do
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
     step "1/5 installing Debian packages: ${need_apt[*]} (waits for other apt runs)"
-    apt_get update -qq
+    apt_update
     apt_get install -y -qq "${need_apt[@]}" >/dev/null
 else
     step "1/5 Debian packages: all present"
