@@ -48,7 +48,10 @@ html_title = f"trio-fuse-uring {release}"
 
 HERE = Path(__file__).resolve().parent
 #: The guide's pages, in reading order (listed by name in index.md).
-GUIDE = ["tutorial", "embedding", "transports", "notifications", "troubleshooting", "benchmarks"]
+GUIDE = [
+    "installing", "tutorial", "embedding", "transports", "notifications", "troubleshooting",
+    "benchmarks",
+]  # fmt: skip
 
 
 def page_lists() -> dict[str, list[str]]:
