@@ -70,7 +70,7 @@ fi
 # install). Python sources need no reinstall: the install is editable (a path entry,
 # see pyproject.toml, that mypy follows too).
 stamp=.venv/.trio-fuse-uring-build
-inputs=$(cat pyproject.toml setup.py trio_fuse_uring/_ring.c trio_fuse_uring/_ring.h \
+inputs=$(cat pyproject.toml setup.py trio_fuse_uring/*.c trio_fuse_uring/*.h \
     trio_fuse_uring/_ring_build.py scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" = "$inputs" ] \
     && .venv/bin/python -c "import trio_fuse_uring._ring" 2>/dev/null; then
