@@ -123,14 +123,18 @@ class PathAdapter(InodeOperations):
         return parent, sname, path
 
     def _attr(self, a: Any, node: Node) -> EntryAttributes:
-        if not isinstance(a, EntryAttributes):
+        """``a`` with the numbers the kernel gets, set in place (the object is encoded
+        before anything else runs, so an object a handler returns twice is safe)."""
+        if type(a) is not EntryAttributes and not isinstance(a, EntryAttributes):
             raise TypeError(
                 f"paths.Operations.getattr must return EntryAttributes, not {type(a).__name__}"
             )
         if self.ops.use_ino:
-            node.ino = a.st_ino or node.id
-            return _with_ids(a, node.ino, node.id)
-        return _with_ids(a, node.id, 0)
+            node.ino = a.st_ino = a.st_ino or node.id
+            a.nodeid = node.id
+        else:
+            a.st_ino, a.nodeid = node.id, 0
+        return a
 
     async def _getattr(self, path: str | None, fh: int | None, node: Node) -> EntryAttributes:
         try:

@@ -71,6 +71,9 @@ class Operations:
         """Return the attributes of ``path`` (``lstat``). ``st_ino`` is used only with
         :attr:`use_ino`. Raise ``FUSEError(ENOENT)`` if it does not exist.
 
+        The layer sets ``st_ino`` (to its node number, unless :attr:`use_ino`) and
+        ``nodeid`` on the object you return before it is sent.
+
         This is also how the layer resolves names, so it must be implemented.
         """
         raise _enosys()

@@ -92,7 +92,10 @@ class FusepyBridge(paths.Operations):
         self.errors = errors
         self.use_ns = bool(getattr(operations, "use_ns", False))
         self.config = config
-        self._limiter = trio.CapacityLimiter(threads)
+        # threads=0: handlers run in the serving thread itself, one at a time (libfuse's
+        # single-threaded mode, -s): no thread hop, but a blocking handler stalls all.
+        self._inline = threads == 0
+        self._limiter = trio.CapacityLimiter(max(threads, 1))
         self._on_critical = on_critical
         self._fis: dict[int, fuse_file_info] = {}
         self.running = 0  # handlers in worker threads now
@@ -166,6 +169,8 @@ class FusepyBridge(paths.Operations):
         return ret
 
     async def _call(self, name: str, *args: Any) -> Any:
+        if self._inline:
+            return self._sync(name, None, *args)
         self.running += 1
         try:
             return await trio.to_thread.run_sync(
@@ -228,7 +233,10 @@ class FusepyBridge(paths.Operations):
                 if plain is not None and not getattr(plain, "libfuse_ignore", False):
                     plain("/")
 
-        await trio.to_thread.run_sync(run_init, limiter=self._limiter)
+        if self._inline:
+            run_init()
+        else:
+            await trio.to_thread.run_sync(run_init, limiter=self._limiter)
         self._apply_config()
 
     async def destroy(self) -> None:
@@ -391,9 +399,12 @@ class FusepyBridge(paths.Operations):
             listing = partial(_listing, self, "readdir_with_offset", path, 0, fh)
         else:
             listing = partial(_listing, self, "readdir", path, fh)
-        result: list[paths.DirItem] = await trio.to_thread.run_sync(
-            partial(self._sync, "readdir", listing), limiter=self._limiter
-        )
+        if self._inline:
+            result: list[paths.DirItem] = self._sync("readdir", listing)
+        else:
+            result = await trio.to_thread.run_sync(
+                partial(self._sync, "readdir", listing), limiter=self._limiter
+            )
         return result
 
     async def releasedir(self, path: str | None, fh: int) -> None:

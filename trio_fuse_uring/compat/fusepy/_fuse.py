@@ -79,8 +79,9 @@ class FUSE:
     until it is unmounted, SIGINT/SIGTERM, or :func:`fuse_exit`; then return.
 
     Keyword options are fusepy's: ``foreground`` (else the process detaches once
-    mounted, as libfuse does), ``nothreads`` (one worker thread for the handlers instead
-    of ``max_threads``, default 10), ``debug`` (log every request), ``raw_fi``,
+    mounted, as libfuse does), ``nothreads`` (handlers run one at a time in the thread
+    that serves the mount, as libfuse's ``-s``; otherwise in up to ``max_threads``
+    worker threads, default 10), ``debug`` (log every request), ``raw_fi``,
     ``encoding``; and mount options such as ``fsname``, ``allow_other``, ``ro``,
     ``default_permissions``, ``entry_timeout``, ``attr_timeout``, ``max_write``,
     ``use_ino``, ``readdir_ino``, ``hard_remove``, ``direct_io``, ``kernel_cache``.
@@ -132,8 +133,8 @@ class FUSE:
         for key in sorted(set(own) & _IGNORED):
             log.info("mount option %r has no effect here; ignored", key)
         options.validate()
-        threads = 1 if nothreads else int(own.get("max_threads") or 10)
-        if threads < 1:
+        threads = 0 if nothreads else int(own.get("max_threads") or 10)
+        if threads < 1 and not nothreads:
             raise ValueError("max_threads must be at least 1")
 
         self._critical: BaseException | None = None
