@@ -16,5 +16,10 @@ import loopback  # noqa: E402
 import mfusepy  # noqa: E402
 
 mfusepy.FUSE(
-    loopback.Loopback(source), mountpoint, foreground=True, entry_timeout=0, attr_timeout=0
+    loopback.Loopback(source),
+    mountpoint,
+    foreground=True,
+    entry_timeout=0,
+    attr_timeout=0,
+    nothreads=sys.argv[4:] == ["nothreads"],
 )
