@@ -9,17 +9,22 @@ both transports.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 import trio
-from helpers import MountOps, client, open_fds
+from helpers import REPO, MountOps, client, open_fds
 
 import trio_fuse_uring as tfu
+from trio_fuse_uring._mountlib import is_mountpoint
 
 FILE_INO = 2
 SIZE = 256 * 1024
@@ -335,3 +340,55 @@ def test_backing_table_owns_duplicates(tmp_path: Path) -> None:
         os.close(fd)
     bf.close()
     assert open_fds() == before
+
+
+NOBODY = 65534
+
+
+async def test_unprivileged_daemon_serves_backing_files_itself(transport: str) -> None:
+    """examples/passthrough.py asks for kernel passthrough by default; as another user,
+    without CAP_SYS_ADMIN, it says why once and serves the backing files in C."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("fusermount3"):
+        pytest.skip("needs root (to become another uid), setpriv and fusermount3")
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    base = Path(tempfile.mkdtemp(prefix="tfu-", dir="/tmp"))  # tmp_path is private to root
+    src, mnt = base / "src", base / "mnt"
+    data = os.urandom(300_000)
+    try:
+        os.chmod(base, 0o755)
+        for d in (src, mnt):
+            d.mkdir()
+            os.chown(d, NOBODY, NOBODY)
+        (src / "f").write_bytes(data)
+        os.chown(src / "f", NOBODY, NOBODY)
+        out, err = base / "out", base / "err"
+        cmd = [*as_nobody, sys.executable, str(REPO / "examples/passthrough.py"), str(src),
+               str(mnt), "--transport", transport]  # fmt: skip
+        with open(out, "wb") as o, open(err, "wb") as e:
+            proc = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        try:
+            with trio.fail_after(20):
+                while not is_mountpoint(str(mnt)):  # root may not stat it
+                    assert proc.poll() is None, err.read_text()
+                    await trio.sleep(0.02)
+                cat = await trio.run_process([*as_nobody, "cat", f"{mnt}/f"], capture_stdout=True)
+                assert cat.stdout == data
+                await trio.run_process([*as_nobody, "fusermount3", "-u", str(mnt)])
+                while proc.poll() is None:
+                    await trio.sleep(0.02)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if is_mountpoint(str(mnt)):
+                subprocess.run(["umount", "-l", str(mnt)], check=False)
+        log = err.read_text()
+        assert proc.returncode == 0, log
+        assert log.count("CAP_SYS_ADMIN") == 1, log
+        stats = json.loads(out.read_text().strip().splitlines()[-1])
+        reads = stats["backing"].get("devfuse_reads", 0) + sum(
+            q["backing"]["reads"] for q in stats.get("ring", {}).get("queues", [])
+        )
+        assert reads > 0, stats
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

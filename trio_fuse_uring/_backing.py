@@ -85,6 +85,7 @@ class BackingFiles:
         self._ids: dict[int, list[int]] = {}  # nodeid -> [backing id, open handles]
         self._fh_node: dict[int, int] = {}  # fh -> nodeid, for handles on a backing id
         self._closed = False
+        self._served_at_close: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<BackingFiles handles={len(self._fds)} passthrough={self.passthrough}>"
@@ -237,6 +238,7 @@ class BackingFiles:
             return
         self._closed = True
         if self._table is not None:
+            self._served_at_close = self._served()  # stats() after the mount ended
             self._lib.tfu_backing_destroy(self._table)
             self._table = None
         else:
@@ -253,8 +255,12 @@ class BackingFiles:
             "handles": len(self._fds), "passthrough_handles": len(self._fh_node),
             "passthrough": self.passthrough_reason,
         }  # fmt: skip
-        if self._table is not None:
-            r = self._ffi.new("uint64_t[2]")
-            self._lib.tfu_backing_devfuse_stats(self._table, r, r + 1)
-            out["devfuse_reads"], out["devfuse_writes"] = r[0], r[1]
+        served = self._served() if self._table is not None else self._served_at_close
+        if served is not None:
+            out["devfuse_reads"], out["devfuse_writes"] = served
         return out
+
+    def _served(self) -> tuple[int, int]:
+        r = self._ffi.new("uint64_t[2]")
+        self._lib.tfu_backing_devfuse_stats(self._table, r, r + 1)
+        return int(r[0]), int(r[1])

@@ -546,11 +546,10 @@ class Dispatcher:
         return self._entry_and_open(value, "create")
 
     async def _read_to_buffer(self, r: P.Read, replier: Replier, slot: Any) -> Body:
+        buf = replier.reply_buffer(slot, r.size)
         bfd = self._backing_fds.get(r.fh)
         if bfd is not None:
-            # A backed handle the transport left to Python (no C extension).
-            return FileRange(bfd, r.offset, r.size)
-        buf = replier.reply_buffer(slot, r.size)
+            return _read_backing(bfd, r.offset, buf)
         n = await self.ops.read_into(r.fh, r.offset, buf)
         if type(n) is FileRange:
             return _file_range(n, r.size, "read_into")
@@ -561,7 +560,7 @@ class Dispatcher:
     async def _read(self, r: P.Read) -> Body:
         bfd = self._backing_fds.get(r.fh)
         if bfd is not None:
-            return FileRange(bfd, r.offset, r.size)
+            return _read_backing(bfd, r.offset, bytearray(r.size))
         data = await self.ops.read(r.fh, r.offset, r.size)
         if type(data) is FileRange:
             return _file_range(data, r.size, "read")
@@ -886,6 +885,17 @@ def _encode_listing_py(
         out.append(rec)
     pos[len(listing.names)] = at
     return b"".join(out), pos
+
+
+def _read_backing(fd: int, offset: int, buf: memoryview | bytearray) -> Body:
+    """A READ on a backed handle that the transport left to Python (no C extension, or
+    it arrived while the handle had no backing and was attached since): read it now.
+    Not a FileRange: the queue thread might read it later, after a detach closed ``fd``."""
+    try:
+        n = os.preadv(fd, (buf,), offset)
+    except OSError as exc:
+        raise FUSEError(exc.errno or errno.EIO) from None
+    return memoryview(buf)[:n]
 
 
 def _xattr_reply(value: bytes, size: int) -> bytes:
