@@ -235,6 +235,10 @@ async def test_inode_numbers(mount_paths: MountPaths, use_ino: bool) -> None:
     if use_ino:
         assert (root_ino, f_ino) == (31, 100)
         assert listed == {"f": 100, "d": 101}
+        # The filesystem's numbers are only shown: even the root's is fine for a new file.
+        ops.next_ino = 1
+        await client(Path(mnt, "one").write_bytes, b"")
+        assert (await client(os.stat, f"{mnt}/one")).st_ino == 1
     else:
         assert root_ino == 1 and f_ino not in (0, 100)
 

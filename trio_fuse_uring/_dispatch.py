@@ -139,7 +139,7 @@ def _check_attr(
             handler, f"returned {_FILE_TYPES[ftype]} (st_mode {mode:#o}) where the kernel "
             f"needs {_FILE_TYPES.get(want_type, 'the requested type')} ({_TYPE_HINTS[handler]})",
         )  # fmt: skip
-    if new and attr.st_ino in (0, _abi.ROOT_ID):
+    if new and (attr.nodeid or attr.st_ino) in (0, _abi.ROOT_ID):  # the kernel's number
         raise _InvalidReply(
             handler, f"returned st_ino {attr.st_ino} for a new entry: it needs an inode "
             "number other than 0 and 1 (the root)",
@@ -413,7 +413,8 @@ class Dispatcher:
         ):
             raise _BadReturn(handler, "tuple[FileInfo, EntryAttributes]", value)
         fi, attr = value
-        return self._entry(attr, handler, stat.S_IFREG) + self._open_reply(attr.st_ino, fi, handler)
+        nodeid = attr.nodeid or attr.st_ino
+        return self._entry(attr, handler, stat.S_IFREG) + self._open_reply(nodeid, fi, handler)
 
     def _open_reply(self, nodeid: int, fi: FileInfo, handler: str) -> bytes:
         flags, backing_id = _open_flags(fi), 0
